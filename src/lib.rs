@@ -1,0 +1,10 @@
+//! mailbackfs: mount a mail-server backup read-only as
+//! `account/date/folder/item.eml` trees.
+//!
+//! Layers, bottom up: `format` (one reader per backup format) produces the
+//! common `model`; `catalog` stores it in SQLite; `timeline` says which state
+//! is valid at an instant; `fs` is the filesystem core (testable without the
+//! kernel) and `fuse` the thin adapter that serves it.
+
+pub mod format;
+pub mod model;
