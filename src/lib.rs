@@ -8,3 +8,8 @@
 
 pub mod format;
 pub mod model;
+pub mod catalog;
+pub mod fs;
+pub mod fuse;
+pub mod timeline;
+pub mod mount;

@@ -1,1 +1,241 @@
-fn main() {}
+//! `mailbackfs`: the command line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use mailbackfs::format::FormatChoice;
+use mailbackfs::mount::{self, MountOptions};
+use mailbackfs::timeline::format_instant;
+
+#[derive(Parser)]
+#[command(
+    name = "mailbackfs",
+    version,
+    about = "Mount a mail-server backup read-only as account/date/folder/item.eml trees",
+    long_about = "Mount a Zextras/Carbonio backup path or a Cyrus backup partition read-only, \
+                  so that mail as it was at any moment is `ls`, `grep` and `cp`.\n\n\
+                  Example:\n  mailbackfs mount /opt/zextras/backup/zextras /mnt/backup\n  \
+                  ls /mnt/backup/john@example.com/latest/Inbox\n  mailbackfs umount /mnt/backup"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// Where the backup is and where its catalogue lives.
+#[derive(Args, Clone)]
+struct BackupArgs {
+    /// The backup path (Zextras/Carbonio backup path, Cyrus backup partition).
+    backup: PathBuf,
+    /// Index directory for the catalogue, logs and restore jobs (never inside
+    /// the backup). Default: under ~/.cache/mailbackfs/.
+    #[arg(long, value_name = "DIR")]
+    index: Option<PathBuf>,
+    /// Backup format; `auto` recognises it by its layout.
+    #[arg(long, value_enum, default_value = "auto")]
+    format: FormatChoice,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Mount a backup (in the background unless -f).
+    Mount {
+        #[command(flatten)]
+        backup: BackupArgs,
+        /// Where to mount it (an existing directory).
+        mountpoint: PathBuf,
+        /// Stay in the foreground and log to stderr.
+        #[arg(short, long)]
+        foreground: bool,
+        /// Budget of the decompressed-data cache, in MiB.
+        #[arg(long, default_value_t = 256)]
+        cache_mb: usize,
+        /// Mount with the catalogue as it is, without checking the backup for
+        /// changes (the catalogue is still built when there is none).
+        #[arg(long)]
+        no_refresh: bool,
+        /// Threads serving kernel requests.
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+    },
+    /// Unmount a mailbackfs mount.
+    Umount { mountpoint: PathBuf },
+    /// Build or refresh the catalogue (only changed accounts are read again).
+    Index {
+        #[command(flatten)]
+        backup: BackupArgs,
+    },
+    /// List the accounts of a backup: address, status, items, first and last backup instant.
+    Accounts {
+        #[command(flatten)]
+        backup: BackupArgs,
+        /// Print JSON, one object per account.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailbackfs: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Mount {
+            backup,
+            mountpoint,
+            foreground,
+            cache_mb,
+            no_refresh,
+            threads,
+        } => {
+            let opts = MountOptions {
+                backup: backup.backup,
+                mountpoint,
+                index: backup.index,
+                format: backup.format,
+                cache_mb,
+                refresh: !no_refresh,
+                threads,
+            };
+            if foreground {
+                mount::serve(&opts, || eprintln!("mailbackfs: mounted; Ctrl-C unmounts"))
+            } else {
+                mount_in_background(&opts)
+            }
+        }
+        Cmd::Umount { mountpoint } => mount::unmount(&mountpoint),
+        Cmd::Index { backup } => {
+            let opened = mount::open_backup(&backup.backup, backup.index.as_deref(), backup.format, false, true)?;
+            let stats = mailbackfs::catalog::refresh(&opened.catalog, &*opened.reader, true)?;
+            let rate = stats.items as f64 / stats.elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "{}: {} accounts read, {} unchanged, {} removed; {} metadata files in {:.2?} ({:.0}/s)",
+                opened.catalog.path().display(),
+                stats.accounts_read,
+                stats.accounts_unchanged,
+                stats.accounts_removed,
+                stats.items,
+                stats.elapsed,
+                rate
+            );
+            Ok(())
+        }
+        Cmd::Accounts { backup, json } => accounts(&backup, json),
+    }
+}
+
+fn accounts(backup: &BackupArgs, json: bool) -> Result<()> {
+    let opened = mount::open_backup(&backup.backup, backup.index.as_deref(), backup.format, true, false)?;
+    let fmt = |t: Option<i64>| t.map(format_instant).unwrap_or_else(|| "-".into());
+    for a in opened.catalog.accounts()? {
+        if json {
+            let v = serde_json::json!({
+                "address": a.name, "directory": a.dir_name, "key": a.key, "status": a.status,
+                "items": a.item_count, "first": a.first_ts.map(format_instant),
+                "last": a.last_ts.map(format_instant), "problems": a.problems,
+            });
+            println!("{v}");
+        } else {
+            println!(
+                "{:<32} {:<10} {:>8} items  {}  {}",
+                a.dir_name,
+                a.status,
+                a.item_count,
+                fmt(a.first_ts),
+                fmt(a.last_ts)
+            );
+            for p in &a.problems {
+                println!("    problem: {p}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The daemon binary: beside this one, else on PATH.
+fn mountd_path() -> PathBuf {
+    let name = "mailbackfs-mountd";
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Start the mount daemon detached and return once the mount answers.
+fn mount_in_background(opts: &MountOptions) -> Result<()> {
+    let index_dir = mount::index_dir(&opts.backup, opts.index.as_deref())?;
+    std::fs::create_dir_all(&index_dir)
+        .with_context(|| format!("creating {}", index_dir.display()))?;
+    let log_path = index_dir.join("mountd.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let mut cmd = Command::new(mountd_path());
+    cmd.arg(&opts.backup)
+        .arg(&opts.mountpoint)
+        .arg("--index")
+        .arg(&index_dir)
+        .arg("--format")
+        .arg(format_arg(opts.format))
+        .arg("--cache-mb")
+        .arg(opts.cache_mb.to_string())
+        .arg("--threads")
+        .arg(opts.threads.to_string());
+    if !opts.refresh {
+        cmd.arg("--no-refresh");
+    }
+    // A new session: the daemon outlives this command and its terminal.
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", mountd_path().display()))?;
+    let waited = mount::wait_mounted(&opts.mountpoint, Duration::from_secs(600), || {
+        matches!(child.try_wait(), Ok(None))
+    });
+    if let Err(e) = waited {
+        let _ = child.kill();
+        let tail = tail_of(&log_path);
+        bail!("{e}; daemon log {}:\n{tail}", log_path.display());
+    }
+    println!("mounted {} on {}", opts.backup.display(), opts.mountpoint.display());
+    Ok(())
+}
+
+fn format_arg(f: FormatChoice) -> &'static str {
+    match f {
+        FormatChoice::Auto => "auto",
+        FormatChoice::Zextras => "zextras",
+        FormatChoice::Cyrus => "cyrus",
+    }
+}
+
+fn tail_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}

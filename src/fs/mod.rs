@@ -1,0 +1,727 @@
+//! The filesystem core: the tree of accounts, views, folders and items,
+//! inode numbers, attributes, reads and extended attributes. It never sees
+//! `fuser` types, so it is tested without the kernel; `crate::fuse` adapts
+//! it to the kernel.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, RwLock};
+
+use lru::LruCache;
+
+use crate::catalog::{AccountRow, Catalog, StateRow};
+use crate::format::BackupReader;
+use crate::model::{ItemId, ItemKind, Millis, VIEW_ROOT};
+use crate::timeline::{self, day_name, parse_day, parse_instant, PointInTime};
+
+pub mod content;
+pub mod names;
+pub mod tree;
+pub mod vcard;
+
+use content::{BlobCache, OpenBlob, SizeCache};
+use tree::{FolderTimeline, ViewTree};
+
+/// Errors of filesystem operations, each with one errno.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("no such entry")]
+    NotFound,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("read-only file system")]
+    ReadOnly,
+    #[error("no such attribute")]
+    NoAttr,
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("I/O error: {0}")]
+    Io(String),
+}
+
+impl FsError {
+    pub fn to_errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::NoAttr => libc::ENODATA,
+            FsError::Invalid(_) => libc::EINVAL,
+            FsError::Io(_) => libc::EIO,
+        }
+    }
+}
+
+impl From<anyhow::Error> for FsError {
+    fn from(e: anyhow::Error) -> Self {
+        FsError::Io(format!("{e:#}"))
+    }
+}
+
+pub type FsResult<T> = Result<T, FsError>;
+
+/// Which view of an account a node belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum View {
+    /// A point in time (`latest/`, a day, `@INSTANT`).
+    Time(PointInTime),
+    /// `deleted/`: items whose last state is a deletion.
+    Deleted,
+    /// `history/`: every state of every item.
+    History,
+}
+
+/// What an inode stands for. Small and hashable: everything else about a
+/// node is looked up in the catalogue when needed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Node {
+    Root,
+    Account(i64),
+    /// A directory of a view: `dir` is a folder id in time views
+    /// (`VIEW_ROOT` for the view's root), an index in `deleted/`.
+    Dir { acct: i64, view: View, dir: ItemId },
+    /// `history/<key>/`.
+    HistoryItem { acct: i64, key: String },
+    /// The file of one state of one item.
+    File { acct: i64, view: View, item: ItemId, seq: i64 },
+    /// `history/<key>/error` of an item whose metadata is unreadable.
+    ErrorFile { acct: i64, item: ItemId },
+    ControlDir,
+    ControlReadme,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    File,
+}
+
+/// What `stat` says.
+#[derive(Clone, Debug)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub mtime: Millis,
+    /// Writable by the owner (only the control directory).
+    pub writable: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    pub name: String,
+    pub ino: u64,
+    pub kind: EntryKind,
+}
+
+/// A directory's entries, with the names lookups may use.
+pub struct Listing {
+    pub entries: Vec<DirEntry>,
+    by_name: HashMap<String, usize>,
+    /// Names that resolve but are not listed (`339.eml`).
+    aliases: HashMap<String, usize>,
+}
+
+impl Listing {
+    fn new(entries: Vec<DirEntry>, aliases: Vec<(String, usize)>) -> Listing {
+        let by_name = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
+        let mut alias_map = HashMap::new();
+        for (name, i) in aliases {
+            alias_map.entry(name).or_insert(i);
+        }
+        Listing {
+            entries,
+            by_name,
+            aliases: alias_map,
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<&DirEntry> {
+        self.by_name
+            .get(name)
+            .or_else(|| self.aliases.get(name))
+            .map(|&i| &self.entries[i])
+    }
+}
+
+/// Inode numbers: assigned on first sight, stable for the mount's life.
+#[derive(Default)]
+struct Inodes {
+    by_node: HashMap<Node, u64>,
+    nodes: Vec<Node>,
+}
+
+impl Inodes {
+    fn ino(&mut self, node: Node) -> u64 {
+        if let Some(&ino) = self.by_node.get(&node) {
+            return ino;
+        }
+        self.nodes.push(node.clone());
+        let ino = self.nodes.len() as u64; // the root gets 1
+        self.by_node.insert(node, ino);
+        ino
+    }
+}
+
+/// Tunables of a mount.
+#[derive(Clone, Debug)]
+pub struct FsOptions {
+    /// Budget of the decompressed-bytes cache.
+    pub cache_bytes: usize,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        FsOptions {
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+/// The filesystem: a catalogue and a reader, seen as a tree.
+pub struct MailFs {
+    catalog: Arc<Catalog>,
+    reader: Arc<dyn BackupReader>,
+    inodes: RwLock<Inodes>,
+    accounts: Vec<AccountRow>,
+    folders: Mutex<HashMap<i64, Arc<FolderTimeline>>>,
+    trees: Mutex<LruCache<(i64, Millis), Arc<ViewTree>>>,
+    listings: Mutex<LruCache<u64, Arc<Listing>>>,
+    deleted_trees: Mutex<HashMap<i64, Arc<DeletedTree>>>,
+    blobs: BlobCache,
+    sizes: SizeCache,
+    open_files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    next_fh: Mutex<u64>,
+    /// Blobs found damaged while reading, with why.
+    broken: Mutex<HashMap<String, String>>,
+    mount_time: Millis,
+}
+
+/// `deleted/` of one account: directories by index (1 is the root).
+struct DeletedTree {
+    children: HashMap<ItemId, Vec<(String, ItemId)>>,
+    files: HashMap<ItemId, Vec<StateRow>>,
+}
+
+/// What an open file reads from.
+enum OpenFile {
+    Blob(OpenBlob),
+    Bytes(Arc<Vec<u8>>),
+}
+
+impl MailFs {
+    pub fn new(catalog: Arc<Catalog>, reader: Arc<dyn BackupReader>, opts: FsOptions) -> FsResult<MailFs> {
+        let accounts = catalog.accounts()?;
+        let fs = MailFs {
+            catalog,
+            reader,
+            inodes: RwLock::new(Inodes::default()),
+            accounts,
+            folders: Mutex::new(HashMap::new()),
+            trees: Mutex::new(LruCache::new(NonZeroUsize::new(64).unwrap())),
+            listings: Mutex::new(LruCache::new(NonZeroUsize::new(256).unwrap())),
+            deleted_trees: Mutex::new(HashMap::new()),
+            blobs: BlobCache::new(opts.cache_bytes),
+            sizes: SizeCache::new(1 << 20),
+            open_files: Mutex::new(HashMap::new()),
+            next_fh: Mutex::new(1),
+            broken: Mutex::new(HashMap::new()),
+            mount_time: chrono::Utc::now().timestamp_millis(),
+        };
+        let root = fs.ino(Node::Root);
+        debug_assert_eq!(root, 1);
+        Ok(fs)
+    }
+
+    pub const ROOT_INO: u64 = 1;
+
+    fn ino(&self, node: Node) -> u64 {
+        if let Some(&ino) = self.inodes.read().unwrap().by_node.get(&node) {
+            return ino;
+        }
+        self.inodes.write().unwrap().ino(node)
+    }
+
+    fn node(&self, ino: u64) -> FsResult<Node> {
+        let inodes = self.inodes.read().unwrap();
+        ino.checked_sub(1)
+            .and_then(|i| inodes.nodes.get(i as usize))
+            .cloned()
+            .ok_or(FsError::NotFound)
+    }
+
+    fn account(&self, acct: i64) -> FsResult<&AccountRow> {
+        self.accounts.iter().find(|a| a.id == acct).ok_or(FsError::NotFound)
+    }
+
+    // ----- directories -------------------------------------------------
+
+    /// The entries of directory `ino` (cached).
+    pub fn readdir(&self, ino: u64) -> FsResult<Arc<Listing>> {
+        if let Some(l) = self.listings.lock().unwrap().get(&ino) {
+            return Ok(l.clone());
+        }
+        let listing = Arc::new(self.list(&self.node(ino)?)?);
+        self.listings.lock().unwrap().put(ino, listing.clone());
+        Ok(listing)
+    }
+
+    fn list(&self, node: &Node) -> FsResult<Listing> {
+        match node {
+            Node::Root => Ok(self.list_root()),
+            Node::Account(acct) => self.list_account(*acct),
+            Node::Dir { acct, view: View::Time(t), dir } => self.list_time_dir(*acct, *t, *dir),
+            Node::Dir { acct, view: View::Deleted, dir } => self.list_deleted_dir(*acct, *dir),
+            Node::Dir { acct, view: View::History, .. } => self.list_history_root(*acct),
+            Node::HistoryItem { acct, key } => self.list_history_item(*acct, key),
+            Node::ControlDir => Ok(Listing::new(
+                vec![DirEntry {
+                    name: "README".into(),
+                    ino: self.ino(Node::ControlReadme),
+                    kind: EntryKind::File,
+                }],
+                vec![],
+            )),
+            _ => Err(FsError::NotDir),
+        }
+    }
+
+    fn dir_entry(&self, name: String, node: Node, kind: EntryKind) -> DirEntry {
+        DirEntry {
+            name,
+            ino: self.ino(node),
+            kind,
+        }
+    }
+
+    fn list_root(&self) -> Listing {
+        let mut entries: Vec<DirEntry> = self
+            .accounts
+            .iter()
+            .map(|a| self.dir_entry(a.dir_name.clone(), Node::Account(a.id), EntryKind::Dir))
+            .collect();
+        entries.push(self.dir_entry(".control".into(), Node::ControlDir, EntryKind::Dir));
+        Listing::new(entries, vec![])
+    }
+
+    fn list_account(&self, acct: i64) -> FsResult<Listing> {
+        let dir = |view| Node::Dir { acct, view, dir: VIEW_ROOT };
+        let mut entries = vec![self.dir_entry(
+            "latest".into(),
+            dir(View::Time(PointInTime::Latest)),
+            EntryKind::Dir,
+        )];
+        for day in self.catalog.days(acct)? {
+            entries.push(self.dir_entry(
+                day_name(day),
+                dir(View::Time(PointInTime::end_of_day(day))),
+                EntryKind::Dir,
+            ));
+        }
+        entries.push(self.dir_entry("deleted".into(), dir(View::Deleted), EntryKind::Dir));
+        entries.push(self.dir_entry("history".into(), dir(View::History), EntryKind::Dir));
+        Ok(Listing::new(entries, vec![]))
+    }
+
+    fn folder_timeline(&self, acct: i64) -> FsResult<Arc<FolderTimeline>> {
+        if let Some(f) = self.folders.lock().unwrap().get(&acct) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(FolderTimeline::new(self.catalog.folder_states(acct)?));
+        self.folders.lock().unwrap().insert(acct, f.clone());
+        Ok(f)
+    }
+
+    fn view_tree(&self, acct: i64, t: PointInTime) -> FsResult<Arc<ViewTree>> {
+        let key = (acct, t.millis());
+        if let Some(tree) = self.trees.lock().unwrap().get(&key) {
+            return Ok(tree.clone());
+        }
+        let folders = self.folder_timeline(acct)?;
+        let referenced = self.catalog.referenced_folders(acct)?;
+        let tree = Arc::new(ViewTree::build(&folders, t.millis(), &referenced, |f| {
+            self.catalog
+                .folder_has_files(acct, f, t.millis())
+                .unwrap_or(false)
+        }));
+        self.trees.lock().unwrap().put(key, tree.clone());
+        Ok(tree)
+    }
+
+    fn list_time_dir(&self, acct: i64, t: PointInTime, dir: ItemId) -> FsResult<Listing> {
+        let tree = self.view_tree(acct, t)?;
+        let subdirs = tree.children.get(&dir).ok_or(FsError::NotFound)?;
+        let mut entries: Vec<DirEntry> = subdirs
+            .iter()
+            .map(|(name, &id)| {
+                let node = Node::Dir { acct, view: View::Time(t), dir: id };
+                self.dir_entry(name.clone(), node, EntryKind::Dir)
+            })
+            .collect();
+        let mut rows = self.catalog.files_in_folder(acct, dir, t.millis())?;
+        if dir == VIEW_ROOT {
+            // Items filed in the mailbox root sit at the view's root too.
+            rows.extend(self.catalog.files_in_folder(acct, crate::model::MAILBOX_ROOT, t.millis())?);
+        }
+        let aliases = self.push_files(&mut entries, rows, View::Time(t), acct, names::item_file_name);
+        Ok(Listing::new(entries, aliases))
+    }
+
+    /// Add one file entry per state row, with unique names; returns the
+    /// aliases (`339.eml`) pointing at them.
+    fn push_files(
+        &self,
+        entries: &mut Vec<DirEntry>,
+        rows: Vec<StateRow>,
+        view: View,
+        acct: i64,
+        name_of: impl Fn(&StateRow) -> String,
+    ) -> Vec<(String, usize)> {
+        let mut taken: std::collections::HashSet<String> =
+            entries.iter().map(|e| e.name.clone()).collect();
+        let mut aliases = Vec::new();
+        for row in rows {
+            let mut name = name_of(&row);
+            if !taken.insert(name.clone()) {
+                name = names::cut_utf8(&format!("{}~{}~{}", name, row.item_id, row.seq), names::NAME_MAX)
+                    .to_string();
+                taken.insert(name.clone());
+            }
+            let alias = names::item_alias_name(&row);
+            let node = Node::File { acct, view, item: row.item_id, seq: row.seq };
+            entries.push(self.dir_entry(name, node, EntryKind::File));
+            aliases.push((alias, entries.len() - 1));
+        }
+        aliases
+    }
+
+    fn deleted_tree(&self, acct: i64) -> FsResult<Arc<DeletedTree>> {
+        if let Some(t) = self.deleted_trees.lock().unwrap().get(&acct) {
+            return Ok(t.clone());
+        }
+        let folders = self.folder_timeline(acct)?;
+        let mut tree = DeletedTree {
+            children: HashMap::from([(VIEW_ROOT, Vec::new())]),
+            files: HashMap::new(),
+        };
+        let mut by_path: HashMap<Vec<String>, ItemId> = HashMap::from([(Vec::new(), VIEW_ROOT)]);
+        let mut next = VIEW_ROOT + 1;
+        for row in self.catalog.deleted_items(acct)? {
+            // The folder path the item had just before it was deleted.
+            let path = match row.folder_id {
+                Some(f) => folders.path_at(f, row.start - 1),
+                None => Vec::new(),
+            };
+            let mut cur = VIEW_ROOT;
+            for depth in 1..=path.len() {
+                let prefix = path[..depth].to_vec();
+                cur = match by_path.get(&prefix) {
+                    Some(&d) => d,
+                    None => {
+                        let d = next;
+                        next += 1;
+                        tree.children.entry(cur).or_default().push((path[depth - 1].clone(), d));
+                        tree.children.entry(d).or_default();
+                        by_path.insert(prefix, d);
+                        d
+                    }
+                };
+            }
+            tree.files.entry(cur).or_default().push(row);
+        }
+        let tree = Arc::new(tree);
+        self.deleted_trees.lock().unwrap().insert(acct, tree.clone());
+        Ok(tree)
+    }
+
+    fn list_deleted_dir(&self, acct: i64, dir: ItemId) -> FsResult<Listing> {
+        let tree = self.deleted_tree(acct)?;
+        let subdirs = tree.children.get(&dir).ok_or(FsError::NotFound)?;
+        let mut entries: Vec<DirEntry> = subdirs
+            .iter()
+            .map(|(name, d)| {
+                let node = Node::Dir { acct, view: View::Deleted, dir: *d };
+                self.dir_entry(name.clone(), node, EntryKind::Dir)
+            })
+            .collect();
+        let rows = tree.files.get(&dir).cloned().unwrap_or_default();
+        let aliases = self.push_files(&mut entries, rows, View::Deleted, acct, names::item_file_name);
+        Ok(Listing::new(entries, aliases))
+    }
+
+    fn list_history_root(&self, acct: i64) -> FsResult<Listing> {
+        let entries = self
+            .catalog
+            .history_keys(acct)?
+            .into_iter()
+            .map(|key| {
+                let name = names::sanitize_component(&key, &key);
+                self.dir_entry(name, Node::HistoryItem { acct, key }, EntryKind::Dir)
+            })
+            .collect();
+        Ok(Listing::new(entries, vec![]))
+    }
+
+    fn list_history_item(&self, acct: i64, key: &str) -> FsResult<Listing> {
+        let mut entries = Vec::new();
+        for broken in self.catalog.broken_items(acct, Some(key))? {
+            let name = if entries.is_empty() { "error".to_string() } else { format!("error~{}", broken.item_id) };
+            entries.push(self.dir_entry(name, Node::ErrorFile { acct, item: broken.item_id }, EntryKind::File));
+        }
+        let rows = self.catalog.history_states(acct, key)?;
+        let mut same_start: HashMap<Millis, usize> = HashMap::new();
+        let named: Vec<(String, StateRow)> = rows
+            .into_iter()
+            .map(|row| {
+                let n = same_start.entry(row.start).or_default();
+                let ext = names::extension(row.kind, row.name.as_deref());
+                let base = format!("{}-{}", timeline::format_compact(row.start), n);
+                *n += 1;
+                (match ext { Some(e) => format!("{base}.{e}"), None => base }, row)
+            })
+            .collect();
+        let names_by_row: HashMap<(ItemId, i64), String> =
+            named.iter().map(|(n, r)| ((r.item_id, r.seq), n.clone())).collect();
+        let rows = named.into_iter().map(|(_, r)| r).collect();
+        self.push_files(&mut entries, rows, View::History, acct, |r| {
+            names_by_row[&(r.item_id, r.seq)].clone()
+        });
+        Ok(Listing::new(entries, vec![]))
+    }
+
+    // ----- lookups and attributes ----------------------------------------
+
+    /// Resolve `name` in directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &str) -> FsResult<Attr> {
+        let node = self.node(parent)?;
+        if let Node::Account(acct) = node {
+            if let Some(rest) = name.strip_prefix('@') {
+                let t = parse_instant(rest).ok_or(FsError::NotFound)?;
+                let ino = self.ino(Node::Dir { acct, view: View::Time(PointInTime::At(t)), dir: VIEW_ROOT });
+                return self.getattr(ino);
+            }
+            if let Some(day) = parse_day(name) {
+                // Only days with changes exist.
+                if !self.catalog.days(acct)?.contains(&day) {
+                    return Err(FsError::NotFound);
+                }
+            }
+        }
+        let listing = self.readdir(parent)?;
+        let entry = listing.find(name).ok_or(FsError::NotFound)?;
+        self.getattr(entry.ino)
+    }
+
+    pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        let node = self.node(ino)?;
+        let dir = |mtime| Attr { ino, kind: EntryKind::Dir, size: 0, mtime, writable: false };
+        match &node {
+            Node::Root | Node::HistoryItem { .. } => Ok(dir(self.mount_time)),
+            Node::Account(acct) => Ok(dir(self.account(*acct)?.last_ts.unwrap_or(self.mount_time))),
+            Node::Dir { view: View::Time(PointInTime::At(t)), .. } => Ok(dir(*t)),
+            Node::Dir { .. } => Ok(dir(self.mount_time)),
+            Node::ControlDir => Ok(dir(self.mount_time)),
+            Node::ControlReadme => Ok(Attr {
+                ino,
+                kind: EntryKind::File,
+                size: CONTROL_README.len() as u64,
+                mtime: self.mount_time,
+                writable: false,
+            }),
+            Node::ErrorFile { .. } => Ok(Attr { ino, kind: EntryKind::File, size: 0, mtime: self.mount_time, writable: false }),
+            Node::File { acct, item, seq, .. } => {
+                let row = self.catalog.state(*acct, *item, *seq)?.ok_or(FsError::NotFound)?;
+                let size = match self.content_of(&row) {
+                    Ok(Content::Blob(_, size)) => size,
+                    Ok(Content::Bytes(b)) => b.len() as u64,
+                    // A broken item stays listed, with its claimed size.
+                    Ok(Content::Empty) | Err(_) => row.size.unwrap_or(0),
+                };
+                let mtime = match row.kind {
+                    ItemKind::Contact => row.start,
+                    _ => row.date.unwrap_or(row.start),
+                };
+                Ok(Attr { ino, kind: EntryKind::File, size, mtime, writable: false })
+            }
+        }
+    }
+
+    /// What a state's file holds.
+    fn content_of(&self, row: &StateRow) -> FsResult<Content> {
+        if row.kind == ItemKind::Contact && row.blob.is_none() {
+            return Ok(Content::Bytes(Arc::new(vcard::from_row(row))));
+        }
+        if row.deleted && row.blob.is_none() {
+            return Ok(Content::Empty);
+        }
+        let Some(blob) = &row.blob else {
+            return Ok(Content::Empty);
+        };
+        if let Some(why) = self.broken.lock().unwrap().get(&blob.locator) {
+            return Err(FsError::Io(why.clone()));
+        }
+        let size = self
+            .sizes
+            .get_or(blob, || self.reader.blob_len(blob, row.size))
+            .map_err(|e| self.note_broken(&blob.locator, e))?;
+        Ok(Content::Blob(blob.clone(), size))
+    }
+
+    fn note_broken(&self, locator: &str, e: std::io::Error) -> FsError {
+        let why = e.to_string();
+        log::warn!("blob {locator}: {why}");
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            self.broken.lock().unwrap().insert(locator.to_string(), why.clone());
+        }
+        FsError::Io(why)
+    }
+
+    // ----- reads -----------------------------------------------------------
+
+    /// Open a file for reading; returns a handle for `read`.
+    pub fn open(&self, ino: u64, write: bool) -> FsResult<u64> {
+        let node = self.node(ino)?;
+        if write {
+            return Err(FsError::ReadOnly);
+        }
+        let file = match &node {
+            Node::File { acct, item, seq, view } => {
+                let row = self.catalog.state(*acct, *item, *seq)?.ok_or(FsError::NotFound)?;
+                if row.deleted && *view == View::History {
+                    OpenFile::Bytes(Arc::new(Vec::new()))
+                } else {
+                    match self.content_of(&row)? {
+                        Content::Blob(blob, size) => OpenFile::Blob(OpenBlob::new(blob, size)),
+                        Content::Bytes(b) => OpenFile::Bytes(b),
+                        Content::Empty => OpenFile::Bytes(Arc::new(Vec::new())),
+                    }
+                }
+            }
+            Node::ErrorFile { acct, item } => {
+                let why = self
+                    .catalog
+                    .broken_items(*acct, None)?
+                    .into_iter()
+                    .find(|b| b.item_id == *item)
+                    .map(|b| b.error)
+                    .unwrap_or_else(|| "unreadable metadata".into());
+                return Err(FsError::Io(why));
+            }
+            Node::ControlReadme => OpenFile::Bytes(Arc::new(CONTROL_README.as_bytes().to_vec())),
+            _ => return Err(FsError::IsDir),
+        };
+        let mut next = self.next_fh.lock().unwrap();
+        let fh = *next;
+        *next += 1;
+        self.open_files.lock().unwrap().insert(fh, Arc::new(file));
+        Ok(fh)
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let file = self.open_files.lock().unwrap().get(&fh).cloned().ok_or(FsError::Invalid("bad file handle".into()))?;
+        match &*file {
+            OpenFile::Bytes(b) => {
+                let start = (offset as usize).min(b.len());
+                let end = start.saturating_add(size as usize).min(b.len());
+                Ok(b[start..end].to_vec())
+            }
+            OpenFile::Blob(blob) => blob
+                .read_at(&*self.reader, &self.blobs, offset, size as usize)
+                .map_err(|e| self.note_broken(blob.locator(), e)),
+        }
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.open_files.lock().unwrap().remove(&fh);
+    }
+
+    // ----- extended attributes ---------------------------------------------
+
+    /// `user.mailbackfs.*` attributes of a node, in a fixed order.
+    pub fn xattrs(&self, ino: u64) -> FsResult<Vec<(String, Vec<u8>)>> {
+        let node = self.node(ino)?;
+        let mut out: Vec<(String, String)> = Vec::new();
+        match &node {
+            Node::Account(acct) => {
+                let a = self.account(*acct)?;
+                out.push(("status".into(), a.status.clone()));
+                out.push(("key".into(), a.key.clone()));
+            }
+            Node::File { acct, item, seq, view } => {
+                let row = self.catalog.state(*acct, *item, *seq)?.ok_or(FsError::NotFound)?;
+                out.push(("id".into(), row.label.clone()));
+                if let Some(f) = row.folder_id {
+                    out.push(("folder_id".into(), f.to_string()));
+                }
+                out.push(("state_start".into(), timeline::format_instant(row.start)));
+                if row.kind == ItemKind::Message {
+                    out.push(("flags".into(), row.flags.clone()));
+                }
+                out.push(("tags".into(), row.tags.clone()));
+                if let Some(d) = row.blob.as_ref().and_then(|b| b.digest.clone()) {
+                    out.push(("digest".into(), d));
+                }
+                if row.deleted && matches!(view, View::Deleted | View::History) {
+                    out.push(("deleted_at".into(), timeline::format_instant(row.start)));
+                }
+                if let Some(blob) = &row.blob {
+                    if let Some(why) = self.broken.lock().unwrap().get(&blob.locator) {
+                        out.push(("error".into(), why.clone()));
+                    }
+                }
+            }
+            Node::ErrorFile { acct, item } => {
+                if let Some(b) = self.catalog.broken_items(*acct, None)?.into_iter().find(|b| b.item_id == *item) {
+                    out.push(("id".into(), b.label));
+                    out.push(("error".into(), b.error));
+                }
+            }
+            _ => {}
+        }
+        Ok(out
+            .into_iter()
+            .map(|(k, v)| (format!("user.mailbackfs.{k}"), v.into_bytes()))
+            .collect())
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &str) -> FsResult<Vec<u8>> {
+        self.xattrs(ino)?
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+            .ok_or(FsError::NoAttr)
+    }
+
+    /// Sum of the bytes held by the decompressed cache.
+    pub fn cache_bytes(&self) -> usize {
+        self.blobs.held_bytes()
+    }
+}
+
+enum Content {
+    Blob(crate::model::BlobRef, u64),
+    Bytes(Arc<Vec<u8>>),
+    Empty,
+}
+
+pub const CONTROL_README: &str = "\
+mailbackfs control directory
+
+This is the only writable part of the mount. Restores are requested by
+writing one line per request to `restore`:
+
+  item     ACCOUNT ITEM_ID            to=TARGET [folder=NAME]
+  account  ACCOUNT DATE|last          to=TARGET
+  undelete ACCOUNT FROM|first TO|last to=TARGET
+  external [accounts=A,B] [domains=D] to=TARGET
+
+TARGET is maildir:PATH, mbox:PATH or imap://USER@HOST:PORT[/PREFIX]
+with password_file=PATH.
+";

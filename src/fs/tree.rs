@@ -1,0 +1,202 @@
+//! Folder trees: which folders exist at an instant, where each one sits,
+//! and under which (unique, safe) name.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::catalog::StateRow;
+use crate::fs::names::sanitize_component;
+use crate::model::{ItemId, Millis, MAILBOX_ROOT, VIEW_ROOT};
+use crate::timeline::valid_at;
+
+/// Every recorded state of every folder of one account.
+pub struct FolderTimeline {
+    states: HashMap<ItemId, Vec<StateRow>>,
+}
+
+/// A folder as it is at one instant.
+struct FolderAt<'a> {
+    name: &'a str,
+    parent: Option<ItemId>,
+}
+
+impl FolderTimeline {
+    pub fn new(rows: Vec<StateRow>) -> FolderTimeline {
+        let mut states: HashMap<ItemId, Vec<StateRow>> = HashMap::new();
+        for r in rows {
+            states.entry(r.item_id).or_default().push(r);
+        }
+        FolderTimeline { states }
+    }
+
+    fn at(&self, id: ItemId, t: Millis) -> Option<FolderAt<'_>> {
+        let s = self.states.get(&id)?.iter().rev().find(|s| s.start <= t)?;
+        valid_at(s.start, s.eff_end, s.deleted, t).then(|| FolderAt {
+            name: s.name.as_deref().unwrap_or(""),
+            parent: s.folder_id,
+        })
+    }
+
+    /// Where folder `id` hangs at `t`: its ancestors from the view root,
+    /// or `None` when it is hidden (under the mailbox root only, or in a
+    /// cycle). An ancestor with no valid state becomes `Unknown` at the
+    /// root.
+    fn placement(&self, id: ItemId, t: Millis) -> Option<Placement> {
+        let mut chain = vec![id];
+        let mut seen = HashSet::from([id]);
+        let mut cur = id;
+        loop {
+            if cur == VIEW_ROOT {
+                return Some(Placement::Root(ancestors(chain)));
+            }
+            if cur == MAILBOX_ROOT {
+                return None;
+            }
+            let Some(f) = self.at(cur, t) else {
+                return Some(Placement::Unknown(cur, ancestors(chain)));
+            };
+            let parent = f.parent.unwrap_or(VIEW_ROOT);
+            if !seen.insert(parent) {
+                log::warn!("folder {id} is in a parent cycle at {t}; not shown");
+                return None;
+            }
+            chain.push(parent);
+            cur = parent;
+        }
+    }
+
+    /// Folder ids with a valid state at `t`.
+    fn valid_ids(&self, t: Millis) -> impl Iterator<Item = ItemId> + '_ {
+        self.states
+            .keys()
+            .copied()
+            .filter(move |&id| id != VIEW_ROOT && id != MAILBOX_ROOT && self.at(id, t).is_some())
+    }
+
+    /// The display path of folder `id` at `t` (used by `deleted/`): its
+    /// shown names from the root, or `unknown_<id>` where the chain breaks.
+    pub fn path_at(&self, id: ItemId, t: Millis) -> Vec<String> {
+        if id == VIEW_ROOT || id == MAILBOX_ROOT {
+            return Vec::new();
+        }
+        match self.placement(id, t) {
+            Some(Placement::Root(chain)) => chain
+                .into_iter()
+                .chain([id])
+                .map(|f| self.display_name(f, t))
+                .collect(),
+            Some(Placement::Unknown(u, _)) if u == id => vec![unknown_name(id)],
+            Some(Placement::Unknown(u, chain)) => std::iter::once(unknown_name(u))
+                .chain(chain.into_iter().chain([id]).map(|f| self.display_name(f, t)))
+                .collect(),
+            None => vec![unknown_name(id)],
+        }
+    }
+
+    fn display_name(&self, id: ItemId, t: Millis) -> String {
+        match self.at(id, t) {
+            Some(f) => sanitize_component(f.name, &id.to_string()),
+            None => unknown_name(id),
+        }
+    }
+}
+
+/// `chain` is `[id, parent, grandparent, ..., stop]`: keep the folders
+/// strictly between the stop and `id`, root side first.
+fn ancestors(mut chain: Vec<ItemId>) -> Vec<ItemId> {
+    chain.pop();
+    chain.reverse();
+    chain.pop();
+    chain
+}
+
+enum Placement {
+    /// Under the view root, through these folders (root side first).
+    Root(Vec<ItemId>),
+    /// Under `unknown_<id>` at the root, then these folders.
+    Unknown(ItemId, Vec<ItemId>),
+}
+
+pub fn unknown_name(id: ItemId) -> String {
+    format!("unknown_{id}")
+}
+
+/// The directories of one view at one instant. Directory ids are folder
+/// ids; `VIEW_ROOT` is the view's root; an `unknown_<id>` directory has the
+/// id of the missing folder.
+#[derive(Default)]
+pub struct ViewTree {
+    /// Children of each directory: unique name → directory id, sorted.
+    pub children: HashMap<ItemId, BTreeMap<String, ItemId>>,
+    /// Parent of each directory (the root has none).
+    pub parent: HashMap<ItemId, ItemId>,
+}
+
+impl ViewTree {
+    /// The tree at `t`. `item_folders` are folder ids that some file item
+    /// references and `has_files(id)` says whether one is valid there at `t`
+    /// (so that `unknown_<id>` directories appear only where something is).
+    pub fn build(
+        folders: &FolderTimeline,
+        t: Millis,
+        item_folders: &[ItemId],
+        mut has_files: impl FnMut(ItemId) -> bool,
+    ) -> ViewTree {
+        let mut tree = ViewTree::default();
+        tree.children.insert(VIEW_ROOT, BTreeMap::new());
+        // Raw (unsanitised, not yet unique) entries per parent.
+        let mut raw: BTreeMap<ItemId, Vec<(ItemId, String)>> = BTreeMap::new();
+        let mut unknown: HashSet<ItemId> = HashSet::new();
+        let mut ids: Vec<ItemId> = folders.valid_ids(t).collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(placement) = folders.placement(id, t) else {
+                continue;
+            };
+            let parent = match placement {
+                Placement::Root(chain) => chain.last().copied().unwrap_or(VIEW_ROOT),
+                Placement::Unknown(u, chain) => {
+                    unknown.insert(u);
+                    chain.last().copied().unwrap_or(u)
+                }
+            };
+            raw.entry(parent)
+                .or_default()
+                .push((id, folders.display_name(id, t)));
+        }
+        for &f in item_folders {
+            let shown = f == VIEW_ROOT
+                || f == MAILBOX_ROOT
+                || folders.at(f, t).is_some()
+                || unknown.contains(&f);
+            if !shown && has_files(f) {
+                unknown.insert(f);
+            }
+        }
+        let mut unknown: Vec<ItemId> = unknown.into_iter().collect();
+        unknown.sort_unstable();
+        for u in unknown {
+            raw.entry(VIEW_ROOT).or_default().push((u, unknown_name(u)));
+        }
+        for (parent, mut entries) in raw {
+            entries.sort();
+            let names = tree.children.entry(parent).or_default();
+            for (id, name) in entries {
+                let unique = if names.contains_key(&name) {
+                    sanitize_component(&format!("{name}~{id}"), &id.to_string())
+                } else {
+                    name
+                };
+                names.insert(unique, id);
+                tree.parent.insert(id, parent);
+            }
+        }
+        for id in tree.parent.keys().copied().collect::<Vec<_>>() {
+            tree.children.entry(id).or_default();
+        }
+        tree
+    }
+
+    pub fn contains(&self, dir: ItemId) -> bool {
+        self.children.contains_key(&dir)
+    }
+}
