@@ -38,8 +38,16 @@ impl FuseAdapter {
     fn attr(&self, a: &Attr) -> FileAttr {
         let mtime = to_system_time(a.mtime);
         let (kind, perm, nlink) = match a.kind {
-            EntryKind::Dir => (FileType::Directory, if a.writable { 0o755 } else { 0o555 }, 2),
-            EntryKind::File => (FileType::RegularFile, if a.writable { 0o644 } else { 0o444 }, 1),
+            EntryKind::Dir => (
+                FileType::Directory,
+                if a.writable { 0o755 } else { 0o555 },
+                2,
+            ),
+            EntryKind::File => (
+                FileType::RegularFile,
+                if a.writable { 0o644 } else { 0o444 },
+                1,
+            ),
         };
         FileAttr {
             ino: INodeNo(a.ino),
@@ -178,7 +186,14 @@ impl Filesystem for FuseAdapter {
         reply.ok();
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -243,11 +258,28 @@ impl Filesystem for FuseAdapter {
         reply.error(failed("write", ino.0, &FsError::ReadOnly));
     }
 
-    fn mknod(&self, _req: &Request, parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
         reply.error(failed("mknod", parent.0, &FsError::ReadOnly));
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
         reply.error(failed("mkdir", parent.0, &FsError::ReadOnly));
     }
 
@@ -259,7 +291,14 @@ impl Filesystem for FuseAdapter {
         reply.error(failed("rmdir", parent.0, &FsError::ReadOnly));
     }
 
-    fn symlink(&self, _req: &Request, parent: INodeNo, _name: &OsStr, _target: &Path, reply: ReplyEntry) {
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        _name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
         reply.error(failed("symlink", parent.0, &FsError::ReadOnly));
     }
 
@@ -276,7 +315,14 @@ impl Filesystem for FuseAdapter {
         reply.error(failed("rename", parent.0, &FsError::ReadOnly));
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         reply.error(failed("link", ino.0, &FsError::ReadOnly));
     }
 

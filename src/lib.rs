@@ -6,10 +6,10 @@
 //! is valid at an instant; `fs` is the filesystem core (testable without the
 //! kernel) and `fuse` the thin adapter that serves it.
 
-pub mod format;
-pub mod model;
 pub mod catalog;
+pub mod format;
 pub mod fs;
 pub mod fuse;
-pub mod timeline;
+pub mod model;
 pub mod mount;
+pub mod timeline;

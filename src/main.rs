@@ -118,7 +118,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Umount { mountpoint } => mount::unmount(&mountpoint),
         Cmd::Index { backup } => {
-            let opened = mount::open_backup(&backup.backup, backup.index.as_deref(), backup.format, false, true)?;
+            let opened = mount::open_backup(
+                &backup.backup,
+                backup.index.as_deref(),
+                backup.format,
+                false,
+                true,
+            )?;
             let stats = mailbackfs::catalog::refresh(&opened.catalog, &*opened.reader, true)?;
             let rate = stats.items as f64 / stats.elapsed.as_secs_f64().max(1e-9);
             println!(
@@ -138,7 +144,13 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn accounts(backup: &BackupArgs, json: bool) -> Result<()> {
-    let opened = mount::open_backup(&backup.backup, backup.index.as_deref(), backup.format, true, false)?;
+    let opened = mount::open_backup(
+        &backup.backup,
+        backup.index.as_deref(),
+        backup.format,
+        true,
+        false,
+    )?;
     let fmt = |t: Option<i64>| t.map(format_instant).unwrap_or_else(|| "-".into());
     for a in opened.catalog.accounts()? {
         if json {
@@ -222,7 +234,11 @@ fn mount_in_background(opts: &MountOptions) -> Result<()> {
         let tail = tail_of(&log_path);
         bail!("{e}; daemon log {}:\n{tail}", log_path.display());
     }
-    println!("mounted {} on {}", opts.backup.display(), opts.mountpoint.display());
+    println!(
+        "mounted {} on {}",
+        opts.backup.display(),
+        opts.mountpoint.display()
+    );
     Ok(())
 }
 

@@ -130,8 +130,7 @@ pub fn serve(opts: &MountOptions, ready: impl FnOnce()) -> Result<()> {
 }
 
 fn check_mountpoint(mp: &Path) -> Result<()> {
-    let meta = std::fs::metadata(mp)
-        .with_context(|| format!("mount point {}", mp.display()))?;
+    let meta = std::fs::metadata(mp).with_context(|| format!("mount point {}", mp.display()))?;
     if !meta.is_dir() {
         bail!("mount point {} is not a directory", mp.display());
     }
@@ -164,7 +163,12 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
             let v = u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?');
             out.push(v);
             i += 4;
@@ -178,7 +182,11 @@ fn unescape_mountinfo(s: &str) -> String {
 
 /// Unmount `mp` (fusermount3 -u, then umount for root).
 pub fn unmount(mp: &Path) -> Result<()> {
-    for (cmd, args) in [("fusermount3", vec!["-u"]), ("fusermount", vec!["-u"]), ("umount", vec![])] {
+    for (cmd, args) in [
+        ("fusermount3", vec!["-u"]),
+        ("fusermount", vec!["-u"]),
+        ("umount", vec![]),
+    ] {
         let status = std::process::Command::new(cmd)
             .args(&args)
             .arg(mp)

@@ -10,7 +10,11 @@ use mailbackfs::format::FormatChoice;
 use mailbackfs::mount::{self, MountOptions};
 
 #[derive(Parser)]
-#[command(name = "mailbackfs-mountd", version, about = "Serve one mailbackfs mount")]
+#[command(
+    name = "mailbackfs-mountd",
+    version,
+    about = "Serve one mailbackfs mount"
+)]
 struct Args {
     /// The backup path.
     backup: PathBuf,

@@ -97,14 +97,18 @@ impl Catalog {
             .context("reading catalogue version")?;
         if version != SCHEMA_VERSION {
             if version != 0 {
-                log::info!("catalogue {} has version {version}; rebuilding", path.display());
+                log::info!(
+                    "catalogue {} has version {version}; rebuilding",
+                    path.display()
+                );
             }
             conn.execute_batch(
                 "DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS accounts;
                  DROP TABLE IF EXISTS items; DROP TABLE IF EXISTS states;
                  DROP TABLE IF EXISTS days;",
             )?;
-            conn.execute_batch(SCHEMA).context("creating catalogue schema")?;
+            conn.execute_batch(SCHEMA)
+                .context("creating catalogue schema")?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         Ok(Catalog {

@@ -116,7 +116,8 @@ impl Catalog {
     /// UTC day numbers on which the account changed.
     pub fn days(&self, account: i64) -> Result<Vec<i64>> {
         self.with(|c| {
-            let mut st = c.prepare_cached("SELECT day FROM days WHERE account_id=?1 ORDER BY day")?;
+            let mut st =
+                c.prepare_cached("SELECT day FROM days WHERE account_id=?1 ORDER BY day")?;
             let rows = st.query_map([account], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -143,7 +144,12 @@ impl Catalog {
     }
 
     /// File items valid in `folder` at `t`.
-    pub fn files_in_folder(&self, account: i64, folder: ItemId, t: Millis) -> Result<Vec<StateRow>> {
+    pub fn files_in_folder(
+        &self,
+        account: i64,
+        folder: ItemId,
+        t: Millis,
+    ) -> Result<Vec<StateRow>> {
         self.states_where(
             &format!(
                 "s.account_id=?1 AND s.folder_id=?2 AND s.start<=?3 AND s.deleted=0

@@ -207,11 +207,7 @@ impl SizeCache {
         }
     }
 
-    pub fn get_or(
-        &self,
-        blob: &BlobRef,
-        f: impl FnOnce() -> io::Result<u64>,
-    ) -> io::Result<u64> {
+    pub fn get_or(&self, blob: &BlobRef, f: impl FnOnce() -> io::Result<u64>) -> io::Result<u64> {
         if let Some(&n) = self.lru.lock().unwrap().get(&blob.locator) {
             return Ok(n);
         }

@@ -19,6 +19,9 @@ pub mod names;
 pub mod tree;
 pub mod vcard;
 
+#[cfg(test)]
+mod tests;
+
 use content::{BlobCache, OpenBlob, SizeCache};
 use tree::{FolderTimeline, ViewTree};
 
@@ -82,13 +85,28 @@ pub enum Node {
     Account(i64),
     /// A directory of a view: `dir` is a folder id in time views
     /// (`VIEW_ROOT` for the view's root), an index in `deleted/`.
-    Dir { acct: i64, view: View, dir: ItemId },
+    Dir {
+        acct: i64,
+        view: View,
+        dir: ItemId,
+    },
     /// `history/<key>/`.
-    HistoryItem { acct: i64, key: String },
+    HistoryItem {
+        acct: i64,
+        key: String,
+    },
     /// The file of one state of one item.
-    File { acct: i64, view: View, item: ItemId, seq: i64 },
+    File {
+        acct: i64,
+        view: View,
+        item: ItemId,
+        seq: i64,
+    },
     /// `history/<key>/error` of an item whose metadata is unreadable.
-    ErrorFile { acct: i64, item: ItemId },
+    ErrorFile {
+        acct: i64,
+        item: ItemId,
+    },
     ControlDir,
     ControlReadme,
 }
@@ -217,7 +235,11 @@ enum OpenFile {
 }
 
 impl MailFs {
-    pub fn new(catalog: Arc<Catalog>, reader: Arc<dyn BackupReader>, opts: FsOptions) -> FsResult<MailFs> {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        reader: Arc<dyn BackupReader>,
+        opts: FsOptions,
+    ) -> FsResult<MailFs> {
         let accounts = catalog.accounts()?;
         let fs = MailFs {
             catalog,
@@ -258,7 +280,10 @@ impl MailFs {
     }
 
     fn account(&self, acct: i64) -> FsResult<&AccountRow> {
-        self.accounts.iter().find(|a| a.id == acct).ok_or(FsError::NotFound)
+        self.accounts
+            .iter()
+            .find(|a| a.id == acct)
+            .ok_or(FsError::NotFound)
     }
 
     // ----- directories -------------------------------------------------
@@ -277,9 +302,21 @@ impl MailFs {
         match node {
             Node::Root => Ok(self.list_root()),
             Node::Account(acct) => self.list_account(*acct),
-            Node::Dir { acct, view: View::Time(t), dir } => self.list_time_dir(*acct, *t, *dir),
-            Node::Dir { acct, view: View::Deleted, dir } => self.list_deleted_dir(*acct, *dir),
-            Node::Dir { acct, view: View::History, .. } => self.list_history_root(*acct),
+            Node::Dir {
+                acct,
+                view: View::Time(t),
+                dir,
+            } => self.list_time_dir(*acct, *t, *dir),
+            Node::Dir {
+                acct,
+                view: View::Deleted,
+                dir,
+            } => self.list_deleted_dir(*acct, *dir),
+            Node::Dir {
+                acct,
+                view: View::History,
+                ..
+            } => self.list_history_root(*acct),
             Node::HistoryItem { acct, key } => self.list_history_item(*acct, key),
             Node::ControlDir => Ok(Listing::new(
                 vec![DirEntry {
@@ -312,7 +349,11 @@ impl MailFs {
     }
 
     fn list_account(&self, acct: i64) -> FsResult<Listing> {
-        let dir = |view| Node::Dir { acct, view, dir: VIEW_ROOT };
+        let dir = |view| Node::Dir {
+            acct,
+            view,
+            dir: VIEW_ROOT,
+        };
         let mut entries = vec![self.dir_entry(
             "latest".into(),
             dir(View::Time(PointInTime::Latest)),
@@ -361,16 +402,30 @@ impl MailFs {
         let mut entries: Vec<DirEntry> = subdirs
             .iter()
             .map(|(name, &id)| {
-                let node = Node::Dir { acct, view: View::Time(t), dir: id };
+                let node = Node::Dir {
+                    acct,
+                    view: View::Time(t),
+                    dir: id,
+                };
                 self.dir_entry(name.clone(), node, EntryKind::Dir)
             })
             .collect();
         let mut rows = self.catalog.files_in_folder(acct, dir, t.millis())?;
         if dir == VIEW_ROOT {
             // Items filed in the mailbox root sit at the view's root too.
-            rows.extend(self.catalog.files_in_folder(acct, crate::model::MAILBOX_ROOT, t.millis())?);
+            rows.extend(self.catalog.files_in_folder(
+                acct,
+                crate::model::MAILBOX_ROOT,
+                t.millis(),
+            )?);
         }
-        let aliases = self.push_files(&mut entries, rows, View::Time(t), acct, names::item_file_name);
+        let aliases = self.push_files(
+            &mut entries,
+            rows,
+            View::Time(t),
+            acct,
+            names::item_file_name,
+        );
         Ok(Listing::new(entries, aliases))
     }
 
@@ -390,12 +445,20 @@ impl MailFs {
         for row in rows {
             let mut name = name_of(&row);
             if !taken.insert(name.clone()) {
-                name = names::cut_utf8(&format!("{}~{}~{}", name, row.item_id, row.seq), names::NAME_MAX)
-                    .to_string();
+                name = names::cut_utf8(
+                    &format!("{}~{}~{}", name, row.item_id, row.seq),
+                    names::NAME_MAX,
+                )
+                .to_string();
                 taken.insert(name.clone());
             }
             let alias = names::item_alias_name(&row);
-            let node = Node::File { acct, view, item: row.item_id, seq: row.seq };
+            let node = Node::File {
+                acct,
+                view,
+                item: row.item_id,
+                seq: row.seq,
+            };
             entries.push(self.dir_entry(name, node, EntryKind::File));
             aliases.push((alias, entries.len() - 1));
         }
@@ -427,7 +490,10 @@ impl MailFs {
                     None => {
                         let d = next;
                         next += 1;
-                        tree.children.entry(cur).or_default().push((path[depth - 1].clone(), d));
+                        tree.children
+                            .entry(cur)
+                            .or_default()
+                            .push((path[depth - 1].clone(), d));
                         tree.children.entry(d).or_default();
                         by_path.insert(prefix, d);
                         d
@@ -437,7 +503,10 @@ impl MailFs {
             tree.files.entry(cur).or_default().push(row);
         }
         let tree = Arc::new(tree);
-        self.deleted_trees.lock().unwrap().insert(acct, tree.clone());
+        self.deleted_trees
+            .lock()
+            .unwrap()
+            .insert(acct, tree.clone());
         Ok(tree)
     }
 
@@ -447,12 +516,22 @@ impl MailFs {
         let mut entries: Vec<DirEntry> = subdirs
             .iter()
             .map(|(name, d)| {
-                let node = Node::Dir { acct, view: View::Deleted, dir: *d };
+                let node = Node::Dir {
+                    acct,
+                    view: View::Deleted,
+                    dir: *d,
+                };
                 self.dir_entry(name.clone(), node, EntryKind::Dir)
             })
             .collect();
         let rows = tree.files.get(&dir).cloned().unwrap_or_default();
-        let aliases = self.push_files(&mut entries, rows, View::Deleted, acct, names::item_file_name);
+        let aliases = self.push_files(
+            &mut entries,
+            rows,
+            View::Deleted,
+            acct,
+            names::item_file_name,
+        );
         Ok(Listing::new(entries, aliases))
     }
 
@@ -472,8 +551,19 @@ impl MailFs {
     fn list_history_item(&self, acct: i64, key: &str) -> FsResult<Listing> {
         let mut entries = Vec::new();
         for broken in self.catalog.broken_items(acct, Some(key))? {
-            let name = if entries.is_empty() { "error".to_string() } else { format!("error~{}", broken.item_id) };
-            entries.push(self.dir_entry(name, Node::ErrorFile { acct, item: broken.item_id }, EntryKind::File));
+            let name = if entries.is_empty() {
+                "error".to_string()
+            } else {
+                format!("error~{}", broken.item_id)
+            };
+            entries.push(self.dir_entry(
+                name,
+                Node::ErrorFile {
+                    acct,
+                    item: broken.item_id,
+                },
+                EntryKind::File,
+            ));
         }
         let rows = self.catalog.history_states(acct, key)?;
         let mut same_start: HashMap<Millis, usize> = HashMap::new();
@@ -484,11 +574,19 @@ impl MailFs {
                 let ext = names::extension(row.kind, row.name.as_deref());
                 let base = format!("{}-{}", timeline::format_compact(row.start), n);
                 *n += 1;
-                (match ext { Some(e) => format!("{base}.{e}"), None => base }, row)
+                (
+                    match ext {
+                        Some(e) => format!("{base}.{e}"),
+                        None => base,
+                    },
+                    row,
+                )
             })
             .collect();
-        let names_by_row: HashMap<(ItemId, i64), String> =
-            named.iter().map(|(n, r)| ((r.item_id, r.seq), n.clone())).collect();
+        let names_by_row: HashMap<(ItemId, i64), String> = named
+            .iter()
+            .map(|(n, r)| ((r.item_id, r.seq), n.clone()))
+            .collect();
         let rows = named.into_iter().map(|(_, r)| r).collect();
         self.push_files(&mut entries, rows, View::History, acct, |r| {
             names_by_row[&(r.item_id, r.seq)].clone()
@@ -504,7 +602,11 @@ impl MailFs {
         if let Node::Account(acct) = node {
             if let Some(rest) = name.strip_prefix('@') {
                 let t = parse_instant(rest).ok_or(FsError::NotFound)?;
-                let ino = self.ino(Node::Dir { acct, view: View::Time(PointInTime::At(t)), dir: VIEW_ROOT });
+                let ino = self.ino(Node::Dir {
+                    acct,
+                    view: View::Time(PointInTime::At(t)),
+                    dir: VIEW_ROOT,
+                });
                 return self.getattr(ino);
             }
             if let Some(day) = parse_day(name) {
@@ -521,11 +623,20 @@ impl MailFs {
 
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
         let node = self.node(ino)?;
-        let dir = |mtime| Attr { ino, kind: EntryKind::Dir, size: 0, mtime, writable: false };
+        let dir = |mtime| Attr {
+            ino,
+            kind: EntryKind::Dir,
+            size: 0,
+            mtime,
+            writable: false,
+        };
         match &node {
             Node::Root | Node::HistoryItem { .. } => Ok(dir(self.mount_time)),
             Node::Account(acct) => Ok(dir(self.account(*acct)?.last_ts.unwrap_or(self.mount_time))),
-            Node::Dir { view: View::Time(PointInTime::At(t)), .. } => Ok(dir(*t)),
+            Node::Dir {
+                view: View::Time(PointInTime::At(t)),
+                ..
+            } => Ok(dir(*t)),
             Node::Dir { .. } => Ok(dir(self.mount_time)),
             Node::ControlDir => Ok(dir(self.mount_time)),
             Node::ControlReadme => Ok(Attr {
@@ -535,9 +646,20 @@ impl MailFs {
                 mtime: self.mount_time,
                 writable: false,
             }),
-            Node::ErrorFile { .. } => Ok(Attr { ino, kind: EntryKind::File, size: 0, mtime: self.mount_time, writable: false }),
-            Node::File { acct, item, seq, .. } => {
-                let row = self.catalog.state(*acct, *item, *seq)?.ok_or(FsError::NotFound)?;
+            Node::ErrorFile { .. } => Ok(Attr {
+                ino,
+                kind: EntryKind::File,
+                size: 0,
+                mtime: self.mount_time,
+                writable: false,
+            }),
+            Node::File {
+                acct, item, seq, ..
+            } => {
+                let row = self
+                    .catalog
+                    .state(*acct, *item, *seq)?
+                    .ok_or(FsError::NotFound)?;
                 let size = match self.content_of(&row) {
                     Ok(Content::Blob(_, size)) => size,
                     Ok(Content::Bytes(b)) => b.len() as u64,
@@ -548,7 +670,13 @@ impl MailFs {
                     ItemKind::Contact => row.start,
                     _ => row.date.unwrap_or(row.start),
                 };
-                Ok(Attr { ino, kind: EntryKind::File, size, mtime, writable: false })
+                Ok(Attr {
+                    ino,
+                    kind: EntryKind::File,
+                    size,
+                    mtime,
+                    writable: false,
+                })
             }
         }
     }
@@ -578,7 +706,10 @@ impl MailFs {
         let why = e.to_string();
         log::warn!("blob {locator}: {why}");
         if e.kind() != std::io::ErrorKind::Interrupted {
-            self.broken.lock().unwrap().insert(locator.to_string(), why.clone());
+            self.broken
+                .lock()
+                .unwrap()
+                .insert(locator.to_string(), why.clone());
         }
         FsError::Io(why)
     }
@@ -592,8 +723,16 @@ impl MailFs {
             return Err(FsError::ReadOnly);
         }
         let file = match &node {
-            Node::File { acct, item, seq, view } => {
-                let row = self.catalog.state(*acct, *item, *seq)?.ok_or(FsError::NotFound)?;
+            Node::File {
+                acct,
+                item,
+                seq,
+                view,
+            } => {
+                let row = self
+                    .catalog
+                    .state(*acct, *item, *seq)?
+                    .ok_or(FsError::NotFound)?;
                 if row.deleted && *view == View::History {
                     OpenFile::Bytes(Arc::new(Vec::new()))
                 } else {
@@ -625,7 +764,13 @@ impl MailFs {
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        let file = self.open_files.lock().unwrap().get(&fh).cloned().ok_or(FsError::Invalid("bad file handle".into()))?;
+        let file = self
+            .open_files
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::Invalid("bad file handle".into()))?;
         match &*file {
             OpenFile::Bytes(b) => {
                 let start = (offset as usize).min(b.len());
@@ -654,8 +799,16 @@ impl MailFs {
                 out.push(("status".into(), a.status.clone()));
                 out.push(("key".into(), a.key.clone()));
             }
-            Node::File { acct, item, seq, view } => {
-                let row = self.catalog.state(*acct, *item, *seq)?.ok_or(FsError::NotFound)?;
+            Node::File {
+                acct,
+                item,
+                seq,
+                view,
+            } => {
+                let row = self
+                    .catalog
+                    .state(*acct, *item, *seq)?
+                    .ok_or(FsError::NotFound)?;
                 out.push(("id".into(), row.label.clone()));
                 if let Some(f) = row.folder_id {
                     out.push(("folder_id".into(), f.to_string()));
@@ -678,7 +831,12 @@ impl MailFs {
                 }
             }
             Node::ErrorFile { acct, item } => {
-                if let Some(b) = self.catalog.broken_items(*acct, None)?.into_iter().find(|b| b.item_id == *item) {
+                if let Some(b) = self
+                    .catalog
+                    .broken_items(*acct, None)?
+                    .into_iter()
+                    .find(|b| b.item_id == *item)
+                {
                     out.push(("id".into(), b.label));
                     out.push(("error".into(), b.error));
                 }

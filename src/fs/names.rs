@@ -200,7 +200,10 @@ mod tests {
 
     #[test]
     fn document_extensions() {
-        assert_eq!(extension(ItemKind::Document, Some("report.PDF")).as_deref(), Some("pdf"));
+        assert_eq!(
+            extension(ItemKind::Document, Some("report.PDF")).as_deref(),
+            Some("pdf")
+        );
         assert_eq!(extension(ItemKind::Document, Some(".bashrc")), None);
         assert_eq!(extension(ItemKind::Document, Some("README")), None);
     }

@@ -86,7 +86,12 @@ impl FolderTimeline {
                 .collect(),
             Some(Placement::Unknown(u, _)) if u == id => vec![unknown_name(id)],
             Some(Placement::Unknown(u, chain)) => std::iter::once(unknown_name(u))
-                .chain(chain.into_iter().chain([id]).map(|f| self.display_name(f, t)))
+                .chain(
+                    chain
+                        .into_iter()
+                        .chain([id])
+                        .map(|f| self.display_name(f, t)),
+                )
                 .collect(),
             None => vec![unknown_name(id)],
         }

@@ -38,7 +38,11 @@ pub fn from_row(row: &StateRow) -> Vec<u8> {
             .unwrap_or_default()
     };
     let mut lines = vec!["BEGIN:VCARD".to_string(), "VERSION:4.0".to_string()];
-    let full = row.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| contact_name(row));
+    let full = row
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| contact_name(row));
     lines.push(format!("FN:{}", escape(&full)));
     lines.push(format!(
         "N:{};{};{};;",
