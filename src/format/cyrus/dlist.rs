@@ -167,7 +167,10 @@ impl<'a> Parser<'a> {
         }
         self.expect(b'}')?;
         self.crlf()?;
-        let end = self.pos.checked_add(n).ok_or(ParseError::Syntax(self.pos))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(ParseError::Syntax(self.pos))?;
         if end > self.buf.len() {
             return Err(ParseError::Truncated);
         }
@@ -329,9 +332,15 @@ mod tests {
         let l = l.unwrap();
         assert_eq!(l.ts, 1);
         assert_eq!(l.name, "MAILBOX");
-        assert_eq!(l.value.get("MBOXNAME").unwrap().as_str().unwrap(), "user.a.R b");
+        assert_eq!(
+            l.value.get("MBOXNAME").unwrap().as_str().unwrap(),
+            "user.a.R b"
+        );
         let rec = &l.value.get("RECORD").unwrap().items()[0];
-        assert_eq!(rec.get("FLAGS").unwrap().items()[0].as_str().unwrap(), "\\Seen");
+        assert_eq!(
+            rec.get("FLAGS").unwrap().items()[0].as_str().unwrap(),
+            "\\Seen"
+        );
         assert_eq!(rec.get("GUID"), Some(&Value::Nil));
         let ann = &l.value.get("ANNOTATIONS").unwrap().items()[0];
         assert_eq!(ann.get("VALUE").unwrap().as_str().unwrap(), "\\Sent");
@@ -348,6 +357,9 @@ mod tests {
         let (l, p) = parse_line(buf, p).unwrap();
         assert_eq!(l.unwrap().value.as_str().unwrap(), "user.a.b");
         assert_eq!(p, buf.len());
-        assert_eq!(parse_line(&buf[..40], 29).unwrap_err(), ParseError::Truncated);
+        assert_eq!(
+            parse_line(&buf[..40], 29).unwrap_err(),
+            ParseError::Truncated
+        );
     }
 }

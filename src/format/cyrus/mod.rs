@@ -68,7 +68,9 @@ fn layout(root: &Path) -> Option<Layout> {
     if root.join("backups.db").is_file() {
         let part = root.parent().map(|p| p.join("partition"));
         return Some(Layout {
-            partition: part.filter(|p| p.is_dir()).unwrap_or_else(|| root.to_path_buf()),
+            partition: part
+                .filter(|p| p.is_dir())
+                .unwrap_or_else(|| root.to_path_buf()),
             backups_db: Some(root.join("backups.db")),
         });
     }
@@ -134,14 +136,19 @@ fn find_backups(l: &Layout) -> (BTreeMap<String, PathBuf>, Vec<String>) {
     let mut problems = Vec::new();
     let mut out = BTreeMap::new();
     if let Some(db) = &l.backups_db {
-        match std::fs::read(db).map_err(anyhow::Error::from).and_then(|b| twoskip::read_all(&b)) {
+        match std::fs::read(db)
+            .map_err(anyhow::Error::from)
+            .and_then(|b| twoskip::read_all(&b))
+        {
             Ok(pairs) => {
                 for (k, v) in pairs {
                     let user = String::from_utf8_lossy(&k).into_owned();
                     let orig = PathBuf::from(String::from_utf8_lossy(&v).into_owned());
                     let comps: Vec<_> = orig.components().rev().take(2).collect();
                     let anchored = if comps.len() == 2 {
-                        l.partition.join(comps[1].as_os_str()).join(comps[0].as_os_str())
+                        l.partition
+                            .join(comps[1].as_os_str())
+                            .join(comps[0].as_os_str())
                     } else {
                         orig.clone()
                     };
@@ -157,7 +164,9 @@ fn find_backups(l: &Layout) -> (BTreeMap<String, PathBuf>, Vec<String>) {
                     }
                 }
             }
-            Err(e) => problems.push(format!("backups.db unreadable ({e:#}); scanning the partition")),
+            Err(e) => problems.push(format!(
+                "backups.db unreadable ({e:#}); scanning the partition"
+            )),
         }
     }
     for (user, path) in scan_partition(&l.partition) {
@@ -190,7 +199,9 @@ fn open_index(data: &Path) -> Result<rusqlite::Connection> {
     uri.push_str("?mode=ro&immutable=1");
     let conn = rusqlite::Connection::open_with_flags(
         &uri,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     Ok(conn)
 }
@@ -208,7 +219,7 @@ fn index_chunks(conn: &rusqlite::Connection) -> Result<BTreeMap<u64, i64>> {
 }
 
 /// The index's message table: guid -> (chunk id, line offset, size).
-fn index_messages(conn: &rusqlite::Connection) -> Result<HashMap<String, (i64, u64, u64)>> {
+fn index_messages(conn: &rusqlite::Connection) -> Result<IndexMessages> {
     let mut st = conn.prepare("SELECT guid, chunk_id, offset, size FROM message")?;
     let rows = st.query_map([], |r| {
         Ok((
@@ -221,7 +232,10 @@ fn index_messages(conn: &rusqlite::Connection) -> Result<HashMap<String, (i64, u
     let mut out = HashMap::new();
     for r in rows {
         let (g, c, o, s) = r?;
-        out.insert(g.to_ascii_lowercase(), (c, o.max(0) as u64, s.max(0) as u64));
+        out.insert(
+            g.to_ascii_lowercase(),
+            (c, o.max(0) as u64, s.max(0) as u64),
+        );
     }
     Ok(out)
 }
@@ -310,11 +324,18 @@ enum LitOffset {
     Unknown,
 }
 
-fn make_locator(chunk_id: i64, file_offset: u64, offset: LitOffset, size: u64, guid: &str, userid: &str) -> String {
+fn make_locator(
+    chunk_id: i64,
+    file_offset: u64,
+    offset: LitOffset,
+    size: u64,
+    guid: &str,
+    userid: &str,
+) -> String {
     let off = match offset {
         LitOffset::Literal(o) => o.to_string(),
         LitOffset::Line(o) => format!("L{o}"),
-        LitOffset::Unknown => "-".into(),
+        LitOffset::Unknown => return format!("-@-:-:{size}:{guid}:{userid}"),
     };
     format!("{chunk_id}@{file_offset}:{off}:{size}:{guid}:{userid}")
 }
@@ -370,9 +391,21 @@ impl Read for SliceThenError {
     }
 }
 
+/// guid -> (chunk id, `APPLY MESSAGE` line offset, size), from the index.
+type IndexMessages = HashMap<String, (i64, u64, u64)>;
+
+/// What replaying an account's data file gives.
+struct ReplayOutcome {
+    replay: replay::Replay,
+    problems: Vec<String>,
+    index_msgs: Option<IndexMessages>,
+    /// chunk id -> gzip member offset in the data file.
+    chunk_offsets: BTreeMap<i64, u64>,
+}
+
 impl CyrusReader {
     /// Replay one account's chunks; returns the replay and problems met.
-    fn replay(&self, userid: &str) -> Result<(replay::Replay, Vec<String>, Option<HashMap<String, (i64, u64, u64)>>, BTreeMap<i64, u64>)> {
+    fn replay(&self, userid: &str) -> Result<ReplayOutcome> {
         let data = self.data_file(userid)?.clone();
         let mut problems = Vec::new();
         let (known, index_msgs) = match open_index(&data) {
@@ -425,10 +458,21 @@ impl CyrusReader {
             chunk_offsets.entry(*id).or_insert(*off);
         }
         rp.finish();
-        Ok((rp, problems, index_msgs, chunk_offsets))
+        Ok(ReplayOutcome {
+            replay: rp,
+            problems,
+            index_msgs,
+            chunk_offsets,
+        })
     }
 
-    fn replay_chunk(&self, rp: &mut replay::Replay, c: &Chunk, id: i64, problems: &mut Vec<String>) {
+    fn replay_chunk(
+        &self,
+        rp: &mut replay::Replay,
+        c: &Chunk,
+        id: i64,
+        problems: &mut Vec<String>,
+    ) {
         let data = &c.data;
         let mut p = 0usize;
         while p < data.len() {
@@ -477,15 +521,28 @@ impl BackupReader for CyrusReader {
     }
 
     fn read_account(&self, key: &str, sink: &mut dyn FnMut(Item)) -> Result<Account> {
-        let (rp, mut problems, index_msgs, chunk_offsets) = self.replay(key)?;
+        let ReplayOutcome {
+            replay: rp,
+            mut problems,
+            index_msgs,
+            chunk_offsets,
+        } = self.replay(key)?;
         let blob = |guid: &str, size: Option<u64>| -> Option<BlobRef> {
             let locator = if let Some(m) = rp.messages.get(guid) {
-                make_locator(m.chunk_id, m.file_offset, LitOffset::Literal(m.literal_offset), m.size, guid, key)
+                make_locator(
+                    m.chunk_id,
+                    m.file_offset,
+                    LitOffset::Literal(m.literal_offset),
+                    m.size,
+                    guid,
+                    key,
+                )
             } else if let Some((c, line, sz)) = index_msgs.as_ref().and_then(|m| m.get(guid)) {
                 let fo = chunk_offsets.get(c).copied().unwrap_or(0);
                 make_locator(*c, fo, LitOffset::Line(*line), *sz, guid, key)
             } else {
                 make_locator(0, 0, LitOffset::Unknown, size.unwrap_or(0), guid, key)
+                // body never seen
             };
             Some(BlobRef {
                 locator,
@@ -516,7 +573,9 @@ impl BackupReader for CyrusReader {
             });
         }
         items.sort_by_key(|i| i.id);
-        debug_assert!(items.iter().all(|i| i.states.iter().all(|s| s.kind != Some(ItemKind::Hidden))));
+        debug_assert!(items
+            .iter()
+            .all(|i| i.states.iter().all(|s| s.kind != Some(ItemKind::Hidden))));
         for it in items {
             sink(it);
         }
@@ -535,29 +594,44 @@ impl BackupReader for CyrusReader {
         let loc = parse_locator(&blob.locator)
             .ok_or_else(|| bad(format!("not a Cyrus blob locator: {}", blob.locator)))?;
         let Some(fo) = loc.file_offset else {
-            return Err(bad(format!("message {} is not in the backup data file", loc.guid)));
+            return Err(bad(format!(
+                "message {} is not in the backup data file",
+                loc.guid
+            )));
         };
         let chunk = self.chunk(loc.userid, fo)?;
         let start = match loc.offset {
             LitOffset::Literal(o) => o as usize,
-            LitOffset::Line(line) => find_literal(&chunk.data, line as usize, loc.guid).ok_or_else(|| {
-                bad(match &chunk.damage {
-                    Some(d) => format!("message {}: its chunk is damaged ({d})", loc.guid),
-                    None => format!("message {} not found in its APPLY MESSAGE line", loc.guid),
-                })
-            })?,
+            LitOffset::Line(line) => find_literal(&chunk.data, line as usize, loc.guid)
+                .ok_or_else(|| {
+                    bad(match &chunk.damage {
+                        Some(d) => format!("message {}: its chunk is damaged ({d})", loc.guid),
+                        None => format!("message {} not found in its APPLY MESSAGE line", loc.guid),
+                    })
+                })?,
             LitOffset::Unknown => {
-                return Err(bad(format!("message {} is not in the backup data file", loc.guid)))
+                return Err(bad(format!(
+                    "message {} is not in the backup data file",
+                    loc.guid
+                )))
             }
         };
         let size = loc.size as usize;
         let want_end = start.saturating_add(size);
-        let avail_end = want_end.min(chunk.data.len()).max(start.min(chunk.data.len()));
+        let avail_end = want_end
+            .min(chunk.data.len())
+            .max(start.min(chunk.data.len()));
         let start = start.min(chunk.data.len());
         let error = if let Some(d) = &chunk.damage {
-            Some(bad(format!("message {}: its chunk is damaged ({d})", loc.guid)))
+            Some(bad(format!(
+                "message {}: its chunk is damaged ({d})",
+                loc.guid
+            )))
         } else if want_end > chunk.data.len() {
-            Some(bad(format!("message {}: chunk ends before the message does", loc.guid)))
+            Some(bad(format!(
+                "message {}: chunk ends before the message does",
+                loc.guid
+            )))
         } else {
             let digest = hex(&Sha1::digest(&chunk.data[start..want_end]));
             (!digest.eq_ignore_ascii_case(loc.guid)).then(|| {

@@ -172,7 +172,9 @@ impl Replay {
                 }
             }
             "UNMAILBOX" => {
-                let name = v.as_str().or_else(|| v.get("MBOXNAME").and_then(Value::as_str));
+                let name = v
+                    .as_str()
+                    .or_else(|| v.get("MBOXNAME").and_then(Value::as_str));
                 if let Some(u) = name.and_then(|n| self.byname.get(&n)) {
                     if let Some(mb) = self.mailboxes.get_mut(u) {
                         mb.unmailboxed = true;
@@ -427,12 +429,15 @@ impl Replay {
             size: rec.size,
         };
         let folder_id = mb.folder_id;
-        let track = self.message_items.entry(id).or_insert_with(|| MessageTrack {
-            uid,
-            guid: rec.guid.clone(),
-            states: Vec::new(),
-            live: false,
-        });
+        let track = self
+            .message_items
+            .entry(id)
+            .or_insert_with(|| MessageTrack {
+                uid,
+                guid: rec.guid.clone(),
+                states: Vec::new(),
+                live: false,
+            });
         if live {
             let same = track.live
                 && track
@@ -466,13 +471,16 @@ impl Replay {
 
     /// Folder items: (id, history key, states).
     pub fn folder_items(&self) -> impl Iterator<Item = (ItemId, String, &[ItemState])> {
-        self.folders.iter().filter(|(_, t)| !t.states.is_empty()).map(|(id, t)| {
-            let key = match &t.key {
-                FolderKey::Mailbox(u) => u.clone(),
-                FolderKey::Path(p) => format!("path:{p}"),
-            };
-            (*id, key, t.states.as_slice())
-        })
+        self.folders
+            .iter()
+            .filter(|(_, t)| !t.states.is_empty())
+            .map(|(id, t)| {
+                let key = match &t.key {
+                    FolderKey::Mailbox(u) => u.clone(),
+                    FolderKey::Path(p) => format!("path:{p}"),
+                };
+                (*id, key, t.states.as_slice())
+            })
     }
 }
 

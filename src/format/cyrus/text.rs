@@ -178,7 +178,10 @@ mod tests {
     #[test]
     fn rfc2047() {
         assert_eq!(decode_rfc2047("=?UTF-8?B?Q2hsb8OpIENoZW4=?="), "Chloé Chen");
-        assert_eq!(decode_rfc2047("=?ISO-8859-1?Q?Gr=FC=DFe_x?= =?UTF-8?Q?y?= z"), "Grüße xy z");
+        assert_eq!(
+            decode_rfc2047("=?ISO-8859-1?Q?Gr=FC=DFe_x?= =?UTF-8?Q?y?= z"),
+            "Grüße xy z"
+        );
         assert_eq!(decode_rfc2047("no words"), "no words");
         let m = b"From: a\r\nSubject: Hello\r\n  world\r\nTo: b\r\n\r\nSubject: no";
         assert_eq!(subject_of(m).unwrap(), "Hello  world");

@@ -8,12 +8,16 @@ const MAGIC: &[u8; 20] = b"\xa1\x02\x8b\x0dtwoskip file\0\0\0\0";
 const HEADER_SIZE: usize = 64;
 
 fn be64(b: &[u8], at: usize) -> Result<u64> {
-    let s = b.get(at..at + 8).context("twoskip: record runs past the end")?;
+    let s = b
+        .get(at..at + 8)
+        .context("twoskip: record runs past the end")?;
     Ok(u64::from_be_bytes(s.try_into().expect("8 bytes")))
 }
 
 fn be32(b: &[u8], at: usize) -> Result<u32> {
-    let s = b.get(at..at + 4).context("twoskip: record runs past the end")?;
+    let s = b
+        .get(at..at + 4)
+        .context("twoskip: record runs past the end")?;
     Ok(u32::from_be_bytes(s.try_into().expect("4 bytes")))
 }
 
@@ -25,7 +29,9 @@ struct Record<'a> {
 }
 
 fn record(b: &[u8], off: usize) -> Result<Record<'_>> {
-    let head = b.get(off..off + 8).context("twoskip: record header past the end")?;
+    let head = b
+        .get(off..off + 8)
+        .context("twoskip: record header past the end")?;
     let kind = head[0];
     let level = head[1] as usize;
     let mut keylen = u16::from_be_bytes([head[2], head[3]]) as u64;
