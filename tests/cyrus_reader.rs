@@ -381,3 +381,57 @@ fn backups_db_missing_falls_back_to_scan() {
     let (items, _) = read_items(&r, "dora");
     assert!(!items.is_empty());
 }
+
+/// Rough throughput of open_blob over every message state of the corpus
+/// (run with `--ignored --nocapture`); compare with `gzip -dc` of the data files.
+#[test]
+#[ignore]
+fn throughput() {
+    let c = corpus();
+    let mut blobs = Vec::new();
+    let r = CyrusReader::open(&c).unwrap();
+    for user in USERS {
+        let (items, _) = read_items(&r, user);
+        for it in items {
+            let mut seen = BTreeSet::new();
+            for s in it.states {
+                if let Some(b) = s.blob {
+                    if seen.insert(b.locator.clone()) {
+                        blobs.push(b);
+                    }
+                }
+            }
+        }
+    }
+    for (label, fresh) in [
+        ("cold reader per blob", true),
+        ("shared reader (cached)", false),
+    ] {
+        let t = std::time::Instant::now();
+        let mut bytes = 0u64;
+        let rounds = 5;
+        for _ in 0..rounds {
+            let shared = CyrusReader::open(&c).unwrap();
+            for b in &blobs {
+                let own;
+                let rr: &CyrusReader = if fresh {
+                    own = CyrusReader::open(&c).unwrap();
+                    &own
+                } else {
+                    &shared
+                };
+                let mut v = Vec::new();
+                rr.open_blob(b).unwrap().read_to_end(&mut v).unwrap();
+                bytes += v.len() as u64;
+            }
+        }
+        let s = t.elapsed().as_secs_f64();
+        println!(
+            "{label}: {} blobs x{rounds}, {:.1} MB in {:.3}s = {:.1} MB/s",
+            blobs.len(),
+            bytes as f64 / 1e6,
+            s,
+            bytes as f64 / 1e6 / s
+        );
+    }
+}

@@ -513,3 +513,106 @@ impl PendingState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::dlist::parse_line;
+    use super::*;
+
+    fn run(text: &str) -> Replay {
+        let buf = text.replace('\n', "\r\n").into_bytes();
+        let mut rp = Replay::new("u");
+        let mut p = 0;
+        while p < buf.len() {
+            let (l, n) = parse_line(&buf, p).unwrap();
+            rp.apply(&l.unwrap(), 1, 0, &buf);
+            p = n;
+        }
+        rp.finish();
+        rp
+    }
+
+    fn shapes(rp: &Replay) -> BTreeMap<ItemId, Vec<(i64, bool, String, ItemId)>> {
+        rp.folder_items()
+            .map(|(id, _, st)| {
+                let v = st
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.start / 1000,
+                            s.deleted,
+                            s.name.clone().unwrap(),
+                            s.folder_id.unwrap(),
+                        )
+                    })
+                    .collect();
+                (id, v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn synthesises_missing_parents_and_follows_renames() {
+        let rp = run("1 APPLY MAILBOX %(UNIQUEID a MBOXNAME user.u RECORD ())
+1 APPLY MAILBOX %(UNIQUEID b MBOXNAME user.u.X.Y RECORD (%(UID 1 FLAGS (\\Seen) INTERNALDATE 5 SIZE 3 GUID ab)))
+2 APPLY MAILBOX %(UNIQUEID c MBOXNAME user.u.X RECORD ())
+3 APPLY RENAME %(OLDMBOXNAME user.u.X NEWMBOXNAME DELETED.user.u.X.1)
+4 APPLY RENAME %(OLDMBOXNAME user.u.X.Y NEWMBOXNAME user.u.Z)
+4 APPLY UNMAILBOX user.u.Z
+");
+        let f = shapes(&rp);
+        // ids: a=1000, b=1001, record=1002, synthetic X=1003, c=1004
+        assert_eq!(f[&1000], vec![(1, false, "INBOX".into(), VIEW_ROOT)]);
+        assert_eq!(
+            f[&1003],
+            vec![
+                (1, false, "X".into(), 1000),
+                (2, true, "X".into(), 1000),
+                (3, false, "X".into(), 1000),
+                (4, true, "X".into(), 1000),
+            ]
+        );
+        assert_eq!(
+            f[&1004],
+            vec![(2, false, "X".into(), 1000), (3, true, "X".into(), 1000)]
+        );
+        // Y: under synthetic X, then real X, then synthetic X again; the
+        // rename and the delete at ts 4 collapse into one deleted state.
+        assert_eq!(
+            f[&1001],
+            vec![
+                (1, false, "Y".into(), 1003),
+                (2, false, "Y".into(), 1004),
+                (3, false, "Y".into(), 1003),
+                (4, true, "Y".into(), 1003),
+            ]
+        );
+        let m = &rp.message_items[&1002];
+        assert_eq!(m.states.len(), 2);
+        assert!(m.states[0].shape.is_some() && m.states[1].shape.is_none());
+        assert_eq!((m.states[1].start, m.states[1].folder_id), (4000, 1001));
+    }
+
+    #[test]
+    fn expunge_is_sticky_and_partial_updates_accumulate() {
+        let rp = run("1 APPLY MAILBOX %(UNIQUEID a MBOXNAME user.u RECORD (%(UID 1 FLAGS () INTERNALDATE 5 SIZE 3 GUID ab) %(UID 2 FLAGS () INTERNALDATE 6 SIZE 4 GUID cd)))
+2 APPLY MAILBOX %(UNIQUEID a MBOXNAME user.u SINCE_MODSEQ 3 RECORD (%(UID 2 FLAGS (\\Seen) INTERNALDATE 6 SIZE 4 GUID cd)))
+3 APPLY MAILBOX %(UNIQUEID a MBOXNAME user.u SINCE_MODSEQ 4 RECORD (%(UID 1 FLAGS (\\Deleted \\Expunged) INTERNALDATE 5 SIZE 3 GUID ab)))
+4 APPLY MAILBOX %(UNIQUEID a MBOXNAME user.u SINCE_MODSEQ 5 RECORD (%(UID 1 FLAGS (\\Deleted) INTERNALDATE 5 SIZE 3 GUID ab)))
+");
+        let one = &rp.message_items[&1001];
+        let two = &rp.message_items[&1002];
+        assert_eq!(
+            one.states
+                .iter()
+                .map(|s| (s.start, s.shape.is_some()))
+                .collect::<Vec<_>>(),
+            vec![(1000, true), (3000, false)]
+        );
+        assert_eq!(two.states.len(), 2);
+        assert_eq!(
+            two.states[1].shape.as_ref().unwrap().flags,
+            vec!["\\Seen".to_string()]
+        );
+    }
+}
