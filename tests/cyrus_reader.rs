@@ -435,3 +435,27 @@ fn throughput() {
         );
     }
 }
+
+/// The independent `heldout` corpus: every account reads without problems and
+/// every live message of the latest state matches the oracle bytes.
+#[test]
+fn heldout_corpus_reads() {
+    let h = corpus().join("../heldout");
+    if !h.is_dir() {
+        return;
+    }
+    let r = CyrusReader::open(&h).unwrap();
+    let accounts = r.list_accounts().unwrap();
+    assert!(!accounts.is_empty());
+    for a in accounts {
+        let (items, acct) = read_items(&r, &a.key);
+        assert!(acct.problems.is_empty(), "{}: {:?}", a.key, acct.problems);
+        let view = view_at(&items, i64::MAX);
+        for (_, s) in &view.messages {
+            let guid = s.blob.as_ref().unwrap().digest.clone().unwrap();
+            let want =
+                std::fs::read(h.join(format!("oracle/{}/messages/{guid}.eml", a.key))).unwrap();
+            assert!(read_blob(&r, s).unwrap() == want, "{} {guid}", a.key);
+        }
+    }
+}
