@@ -1,0 +1,671 @@
+//! Reader for Cyrus Backups (backupd): one data file of gzip-member chunks
+//! plus a SQLite index per user, found through `backups.db` (twoskip) or by
+//! scanning the backup partition. See `docs/formats/cyrus.md`.
+//!
+//! History comes from replaying every chunk (`replay`); the index is used
+//! only to find chunks and message lines quickly, and as a fallback for
+//! message locations when a chunk is damaged. Nothing is ever written into
+//! the backup: the index is opened read-only and immutable.
+//!
+//! Blob locators: `<chunk id>@<member file offset>:<literal offset>:<size>:<guid>:<userid>`,
+//! where the literal offset is the offset of the message bytes in the
+//! uncompressed chunk, or `L<line offset>` when only the `APPLY MESSAGE`
+//! line is known (from the index). The userid is last: it may hold `:`.
+
+mod chunks;
+mod dlist;
+mod replay;
+mod text;
+mod twoskip;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use anyhow::{bail, Context, Result};
+use sha1::{Digest, Sha1};
+
+use self::chunks::{Chunk, ChunkCache};
+use super::{AccountEntry, BackupReader};
+use crate::model::{Account, BlobRef, Item, ItemKind};
+
+pub use self::text::{decode_mutf7, decode_rfc2047};
+
+/// Decompressed chunks kept for `open_blob`.
+const CACHE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Where the backup's parts are, for a root the user passed.
+#[derive(Debug, Clone)]
+struct Layout {
+    partition: PathBuf,
+    backups_db: Option<PathBuf>,
+}
+
+fn layout(root: &Path) -> Option<Layout> {
+    let db_near = |dir: &Path| -> Option<PathBuf> {
+        let p = dir.join("config").join("backups.db");
+        p.is_file().then_some(p)
+    };
+    // The corpus directory, holding backup/{config,partition}.
+    if root.join("backup").join("partition").is_dir() {
+        let b = root.join("backup");
+        return Some(Layout {
+            partition: b.join("partition"),
+            backups_db: db_near(&b),
+        });
+    }
+    // The backup directory, holding config/ and partition/.
+    if root.join("partition").is_dir() {
+        return Some(Layout {
+            partition: root.join("partition"),
+            backups_db: db_near(root),
+        });
+    }
+    // The config directory itself.
+    if root.join("backups.db").is_file() {
+        let part = root.parent().map(|p| p.join("partition"));
+        return Some(Layout {
+            partition: part
+                .filter(|p| p.is_dir())
+                .unwrap_or_else(|| root.to_path_buf()),
+            backups_db: Some(root.join("backups.db")),
+        });
+    }
+    // The partition: <h>/<user>_XXXXXX + .index.
+    if !scan_partition(root).is_empty() {
+        let db = root.parent().and_then(db_near);
+        return Some(Layout {
+            partition: root.to_path_buf(),
+            backups_db: db,
+        });
+    }
+    None
+}
+
+/// Whether `root` has the layout of this format.
+pub fn looks_like(root: &Path) -> bool {
+    match layout(root) {
+        Some(l) => l.backups_db.is_some() || !scan_partition(&l.partition).is_empty(),
+        None => false,
+    }
+}
+
+/// `<h>/<userid>_XXXXXX` data files that have their `.index`.
+fn scan_partition(partition: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(partition) else {
+        return out;
+    };
+    for d in dirs.flatten() {
+        if !d.path().is_dir() {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(d.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            let Some(cut) = name.len().checked_sub(7) else {
+                continue;
+            };
+            if !name.is_char_boundary(cut) || cut == 0 {
+                continue;
+            }
+            let (user, suffix) = name.split_at(cut);
+            if !suffix.starts_with('_') || !suffix[1..].bytes().all(|c| c.is_ascii_alphanumeric()) {
+                continue;
+            }
+            let p = f.path();
+            let mut idx = p.clone().into_os_string();
+            idx.push(".index");
+            if p.is_file() && Path::new(&idx).is_file() {
+                out.push((user.to_string(), p));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// userid -> data file, from backups.db re-anchored to the partition, and
+/// from a partition scan for users it does not know (or when it is absent).
+fn find_backups(l: &Layout) -> (BTreeMap<String, PathBuf>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut out = BTreeMap::new();
+    if let Some(db) = &l.backups_db {
+        match std::fs::read(db)
+            .map_err(anyhow::Error::from)
+            .and_then(|b| twoskip::read_all(&b))
+        {
+            Ok(pairs) => {
+                for (k, v) in pairs {
+                    let user = String::from_utf8_lossy(&k).into_owned();
+                    let orig = PathBuf::from(String::from_utf8_lossy(&v).into_owned());
+                    let comps: Vec<_> = orig.components().rev().take(2).collect();
+                    let anchored = if comps.len() == 2 {
+                        l.partition
+                            .join(comps[1].as_os_str())
+                            .join(comps[0].as_os_str())
+                    } else {
+                        orig.clone()
+                    };
+                    if anchored.is_file() {
+                        out.insert(user, anchored);
+                    } else if orig.is_file() {
+                        out.insert(user, orig);
+                    } else {
+                        problems.push(format!(
+                            "backups.db: data file of {user} not found ({})",
+                            anchored.display()
+                        ));
+                    }
+                }
+            }
+            Err(e) => problems.push(format!(
+                "backups.db unreadable ({e:#}); scanning the partition"
+            )),
+        }
+    }
+    for (user, path) in scan_partition(&l.partition) {
+        out.entry(user).or_insert(path);
+    }
+    (out, problems)
+}
+
+fn index_path(data: &Path) -> PathBuf {
+    let mut s = data.as_os_str().to_owned();
+    s.push(".index");
+    PathBuf::from(s)
+}
+
+/// Open a backup index read-only and immutable: no journal, no WAL, no lock
+/// files appear next to it.
+fn open_index(data: &Path) -> Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let p = index_path(data);
+    let abs = std::fs::canonicalize(&p).with_context(|| format!("index {}", p.display()))?;
+    let mut uri = String::from("file:");
+    for b in abs.to_string_lossy().bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                uri.push(b as char)
+            }
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    let conn = rusqlite::Connection::open_with_flags(
+        &uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    Ok(conn)
+}
+
+/// The index's chunk table: member offset -> chunk id.
+fn index_chunks(conn: &rusqlite::Connection) -> Result<BTreeMap<u64, i64>> {
+    let mut st = conn.prepare("SELECT id, offset FROM chunk ORDER BY offset")?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let (id, off) = r?;
+        out.insert(u64::try_from(off)?, id);
+    }
+    Ok(out)
+}
+
+/// The index's message table: guid -> (chunk id, line offset, size).
+fn index_messages(conn: &rusqlite::Connection) -> Result<IndexMessages> {
+    let mut st = conn.prepare("SELECT guid, chunk_id, offset, size FROM message")?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut out = HashMap::new();
+    for r in rows {
+        let (g, c, o, s) = r?;
+        out.insert(
+            g.to_ascii_lowercase(),
+            (c, o.max(0) as u64, s.max(0) as u64),
+        );
+    }
+    Ok(out)
+}
+
+pub struct CyrusReader {
+    root: PathBuf,
+    backups: BTreeMap<String, PathBuf>,
+    problems: Vec<String>,
+    cache: ChunkCache,
+}
+
+impl CyrusReader {
+    pub fn open(root: &Path) -> Result<Self> {
+        let Some(l) = layout(root) else {
+            bail!(
+                "{} is not a Cyrus backup: expected a backup directory (config/backups.db, partition/) \
+                 or a backup partition (<h>/<user>_XXXXXX with its .index)",
+                root.display()
+            );
+        };
+        let (backups, problems) = find_backups(&l);
+        for p in &problems {
+            log::warn!("{p}");
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            backups,
+            problems,
+            cache: ChunkCache::new(CACHE_BYTES),
+        })
+    }
+
+    fn data_file(&self, userid: &str) -> io::Result<&PathBuf> {
+        self.backups.get(userid).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no Cyrus backup for {userid} under {}", self.root.display()),
+            )
+        })
+    }
+
+    /// The decompressed chunk at `file_offset` of `userid`'s data file.
+    fn chunk(&self, userid: &str, file_offset: u64) -> io::Result<Arc<Chunk>> {
+        let data = self.data_file(userid)?;
+        let key = (userid.to_string(), file_offset);
+        if let Some(c) = self.cache.get(&key) {
+            return Ok(c);
+        }
+        let mut f = File::open(data)?;
+        let c = Arc::new(chunks::inflate_member(&mut f, file_offset)?);
+        self.cache.put(key, c.clone());
+        Ok(c)
+    }
+}
+
+fn signature(data: &Path) -> String {
+    let part = |p: &Path| -> String {
+        match std::fs::metadata(p) {
+            Ok(m) => {
+                let mt = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
+                format!("{}:{}", m.len(), mt)
+            }
+            Err(_) => "-".into(),
+        }
+    };
+    format!("{}/{}", part(data), part(&index_path(data)))
+}
+
+/// A parsed blob locator.
+struct Locator<'a> {
+    file_offset: Option<u64>,
+    offset: LitOffset,
+    size: u64,
+    guid: &'a str,
+    userid: &'a str,
+}
+
+enum LitOffset {
+    Literal(u64),
+    Line(u64),
+    Unknown,
+}
+
+fn make_locator(
+    chunk_id: i64,
+    file_offset: u64,
+    offset: LitOffset,
+    size: u64,
+    guid: &str,
+    userid: &str,
+) -> String {
+    let off = match offset {
+        LitOffset::Literal(o) => o.to_string(),
+        LitOffset::Line(o) => format!("L{o}"),
+        LitOffset::Unknown => return format!("-@-:-:{size}:{guid}:{userid}"),
+    };
+    format!("{chunk_id}@{file_offset}:{off}:{size}:{guid}:{userid}")
+}
+
+fn parse_locator(s: &str) -> Option<Locator<'_>> {
+    let mut it = s.splitn(5, ':');
+    let chunk = it.next()?;
+    let off = it.next()?;
+    let size = it.next()?.parse().ok()?;
+    let guid = it.next()?;
+    let userid = it.next()?;
+    let file_offset = chunk.split_once('@').and_then(|(_, o)| o.parse().ok());
+    let offset = if let Some(l) = off.strip_prefix('L') {
+        LitOffset::Line(l.parse().ok()?)
+    } else if off == "-" {
+        LitOffset::Unknown
+    } else {
+        LitOffset::Literal(off.parse().ok()?)
+    };
+    Some(Locator {
+        file_offset,
+        offset,
+        size,
+        guid,
+        userid,
+    })
+}
+
+fn bad(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Hands out `bytes[start..end]`, then an error if there is one.
+struct SliceThenError {
+    chunk: Arc<Chunk>,
+    pos: usize,
+    end: usize,
+    error: Option<io::Error>,
+}
+
+impl Read for SliceThenError {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos < self.end {
+            let n = buf.len().min(self.end - self.pos);
+            buf[..n].copy_from_slice(&self.chunk.data[self.pos..self.pos + n]);
+            self.pos += n;
+            return Ok(n);
+        }
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(0),
+        }
+    }
+}
+
+/// guid -> (chunk id, `APPLY MESSAGE` line offset, size), from the index.
+type IndexMessages = HashMap<String, (i64, u64, u64)>;
+
+/// What replaying an account's data file gives.
+struct ReplayOutcome {
+    replay: replay::Replay,
+    problems: Vec<String>,
+    index_msgs: Option<IndexMessages>,
+    /// chunk id -> gzip member offset in the data file.
+    chunk_offsets: BTreeMap<i64, u64>,
+}
+
+impl CyrusReader {
+    /// Replay one account's chunks; returns the replay and problems met.
+    fn replay(&self, userid: &str) -> Result<ReplayOutcome> {
+        let data = self.data_file(userid)?.clone();
+        let mut problems = Vec::new();
+        let (known, index_msgs) = match open_index(&data) {
+            Ok(conn) => {
+                let k = index_chunks(&conn).unwrap_or_else(|e| {
+                    problems.push(format!("index chunk table unreadable: {e:#}"));
+                    BTreeMap::new()
+                });
+                let m = index_messages(&conn)
+                    .map_err(|e| problems.push(format!("index message table unreadable: {e:#}")))
+                    .ok();
+                (k, m)
+            }
+            Err(e) => {
+                problems.push(format!("index unreadable, scanning the data file: {e:#}"));
+                (BTreeMap::new(), None)
+            }
+        };
+        let len = std::fs::metadata(&data)?.len();
+        let mut f = File::open(&data).with_context(|| format!("data file {}", data.display()))?;
+        let mut rp = replay::Replay::new(userid);
+        let mut chunk_offsets: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut pos = 0u64;
+        let mut ordinal = 0i64;
+        while pos < len {
+            let id = match known.get(&pos) {
+                Some(id) => *id,
+                None => ordinal + 1,
+            };
+            ordinal = id;
+            chunk_offsets.insert(id, pos);
+            let c = chunks::inflate_member(&mut f, pos)?;
+            if let Some(d) = &c.damage {
+                problems.push(format!("chunk {id} at offset {pos}: {d}"));
+            }
+            self.replay_chunk(&mut rp, &c, id, &mut problems);
+            let next = match (c.compressed_len, &c.damage) {
+                (Some(l), _) => Some(pos + l),
+                (None, _) => match known.range(pos + 1..).next() {
+                    Some((o, _)) => Some(*o),
+                    None => chunks::find_next_member(&mut f, pos + 1)?,
+                },
+            };
+            match next {
+                Some(n) if n > pos => pos = n,
+                _ => break,
+            }
+        }
+        for (off, id) in &known {
+            chunk_offsets.entry(*id).or_insert(*off);
+        }
+        rp.finish();
+        Ok(ReplayOutcome {
+            replay: rp,
+            problems,
+            index_msgs,
+            chunk_offsets,
+        })
+    }
+
+    fn replay_chunk(
+        &self,
+        rp: &mut replay::Replay,
+        c: &Chunk,
+        id: i64,
+        problems: &mut Vec<String>,
+    ) {
+        let data = &c.data;
+        let mut p = 0usize;
+        while p < data.len() {
+            match dlist::parse_line(data, p) {
+                Ok((Some(line), next)) => {
+                    if line.verb != "APPLY" {
+                        p = next;
+                        continue;
+                    }
+                    rp.apply(&line, id, c.file_offset, data);
+                    p = next;
+                }
+                Ok((None, next)) => p = next,
+                Err(dlist::ParseError::Truncated) => {
+                    if c.damage.is_none() {
+                        problems.push(format!("chunk {id}: ends inside a line at {p}"));
+                    }
+                    break;
+                }
+                Err(dlist::ParseError::Syntax(at)) => {
+                    problems.push(format!("chunk {id}: unparsable line at {p} (byte {at})"));
+                    match dlist::resync(data, p + 1) {
+                        Some(n) => p = n,
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl BackupReader for CyrusReader {
+    fn format_name(&self) -> &'static str {
+        "cyrus"
+    }
+
+    fn list_accounts(&self) -> Result<Vec<AccountEntry>> {
+        Ok(self
+            .backups
+            .iter()
+            .map(|(user, data)| AccountEntry {
+                key: user.clone(),
+                signature: signature(data),
+            })
+            .collect())
+    }
+
+    fn read_account(&self, key: &str, sink: &mut dyn FnMut(Item)) -> Result<Account> {
+        let ReplayOutcome {
+            replay: rp,
+            mut problems,
+            index_msgs,
+            chunk_offsets,
+        } = self.replay(key)?;
+        let blob = |guid: &str, size: Option<u64>| -> Option<BlobRef> {
+            let locator = if let Some(m) = rp.messages.get(guid) {
+                make_locator(
+                    m.chunk_id,
+                    m.file_offset,
+                    LitOffset::Literal(m.literal_offset),
+                    m.size,
+                    guid,
+                    key,
+                )
+            } else if let Some((c, line, sz)) = index_msgs.as_ref().and_then(|m| m.get(guid)) {
+                let fo = chunk_offsets.get(c).copied().unwrap_or(0);
+                make_locator(*c, fo, LitOffset::Line(*line), *sz, guid, key)
+            } else {
+                make_locator(0, 0, LitOffset::Unknown, size.unwrap_or(0), guid, key)
+                // body never seen
+            };
+            Some(BlobRef {
+                locator,
+                digest: Some(guid.to_string()),
+            })
+        };
+        let subject = |guid: &str| rp.subjects.get(guid).cloned();
+        let mut items: Vec<Item> = Vec::new();
+        for (id, hkey, states) in rp.folder_items() {
+            items.push(Item {
+                id,
+                label: id.to_string(),
+                history_key: hkey,
+                states: states.to_vec(),
+                error: None,
+            });
+        }
+        for (id, t) in &rp.message_items {
+            if t.states.is_empty() {
+                continue;
+            }
+            items.push(Item {
+                id: *id,
+                label: t.uid.to_string(),
+                history_key: t.guid.clone(),
+                states: t.states.iter().map(|s| s.to_state(blob, subject)).collect(),
+                error: None,
+            });
+        }
+        items.sort_by_key(|i| i.id);
+        debug_assert!(items
+            .iter()
+            .all(|i| i.states.iter().all(|s| s.kind != Some(ItemKind::Hidden))));
+        for it in items {
+            sink(it);
+        }
+        problems.extend(self.problems.iter().filter(|p| p.contains(key)).cloned());
+        Ok(Account {
+            key: key.to_string(),
+            name: key.to_string(),
+            status: "active".into(),
+            deleted_at: None,
+            aliases: Vec::new(),
+            problems,
+        })
+    }
+
+    fn open_blob(&self, blob: &BlobRef) -> io::Result<Box<dyn Read + Send>> {
+        let loc = parse_locator(&blob.locator)
+            .ok_or_else(|| bad(format!("not a Cyrus blob locator: {}", blob.locator)))?;
+        let Some(fo) = loc.file_offset else {
+            return Err(bad(format!(
+                "message {} is not in the backup data file",
+                loc.guid
+            )));
+        };
+        let chunk = self.chunk(loc.userid, fo)?;
+        let start = match loc.offset {
+            LitOffset::Literal(o) => o as usize,
+            LitOffset::Line(line) => find_literal(&chunk.data, line as usize, loc.guid)
+                .ok_or_else(|| {
+                    bad(match &chunk.damage {
+                        Some(d) => format!("message {}: its chunk is damaged ({d})", loc.guid),
+                        None => format!("message {} not found in its APPLY MESSAGE line", loc.guid),
+                    })
+                })?,
+            LitOffset::Unknown => {
+                return Err(bad(format!(
+                    "message {} is not in the backup data file",
+                    loc.guid
+                )))
+            }
+        };
+        let size = loc.size as usize;
+        let want_end = start.saturating_add(size);
+        let avail_end = want_end
+            .min(chunk.data.len())
+            .max(start.min(chunk.data.len()));
+        let start = start.min(chunk.data.len());
+        let error = if let Some(d) = &chunk.damage {
+            Some(bad(format!(
+                "message {}: its chunk is damaged ({d})",
+                loc.guid
+            )))
+        } else if want_end > chunk.data.len() {
+            Some(bad(format!(
+                "message {}: chunk ends before the message does",
+                loc.guid
+            )))
+        } else {
+            let digest = hex(&Sha1::digest(&chunk.data[start..want_end]));
+            (!digest.eq_ignore_ascii_case(loc.guid)).then(|| {
+                bad(format!(
+                    "message {}: SHA-1 of the stored bytes is {digest} (digest mismatch)",
+                    loc.guid
+                ))
+            })
+        };
+        Ok(Box::new(SliceThenError {
+            chunk,
+            pos: start,
+            end: avail_end,
+            error,
+        }))
+    }
+
+    fn blob_len(&self, blob: &BlobRef, claimed: Option<u64>) -> io::Result<u64> {
+        match parse_locator(&blob.locator) {
+            Some(l) if l.file_offset.is_some() => Ok(l.size),
+            _ => claimed.ok_or_else(|| bad(format!("not a Cyrus blob locator: {}", blob.locator))),
+        }
+    }
+}
+
+/// Offset of the literal of `guid` in the `APPLY MESSAGE` line at `line`.
+fn find_literal(data: &[u8], line: usize, guid: &str) -> Option<usize> {
+    let (l, _) = dlist::parse_line(data, line).ok()?;
+    l?.value.items().iter().find_map(|v| match v {
+        dlist::Value::File { guid: g, start, .. } if g.eq_ignore_ascii_case(guid) => Some(*start),
+        _ => None,
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
