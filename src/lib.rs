@@ -13,3 +13,4 @@ pub mod fuse;
 pub mod model;
 pub mod mount;
 pub mod timeline;
+pub mod synth;

@@ -77,6 +77,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write synthetic Zextras backups (the README sample, test fixtures,
+    /// benchmark data): `synth sample DIR`, `synth tolerance DIR`,
+    /// `synth generated DIR --accounts N --items N --seed S [--big-folder N]`.
+    #[command(hide = true)]
+    Synth {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -140,6 +148,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Accounts { backup, json } => accounts(&backup, json),
+        Cmd::Synth { args } => mailbackfs::synth::run_cli(&args),
     }
 }
 
