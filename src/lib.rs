@@ -12,5 +12,5 @@ pub mod fs;
 pub mod fuse;
 pub mod model;
 pub mod mount;
-pub mod timeline;
 pub mod synth;
+pub mod timeline;

@@ -130,7 +130,7 @@ fn run(cli: Cli) -> Result<()> {
                 &backup.backup,
                 backup.index.as_deref(),
                 backup.format,
-                false,
+                mount::Refresh::Never,
                 true,
             )?;
             let stats = mailbackfs::catalog::refresh(&opened.catalog, &*opened.reader, true)?;
@@ -157,7 +157,7 @@ fn accounts(backup: &BackupArgs, json: bool) -> Result<()> {
         &backup.backup,
         backup.index.as_deref(),
         backup.format,
-        true,
+        mount::Refresh::Always,
         false,
     )?;
     let fmt = |t: Option<i64>| t.map(format_instant).unwrap_or_else(|| "-".into());

@@ -47,12 +47,23 @@ pub fn index_dir(backup: &Path, index: Option<&Path>) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Open a backup and its catalogue; refresh it when asked or when empty.
+/// When to bring the catalogue up to date on opening a backup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refresh {
+    /// Leave it as it is (the caller refreshes, or does not want to).
+    Never,
+    /// Only build it when it is empty.
+    IfEmpty,
+    /// Read again every account whose files changed.
+    Always,
+}
+
+/// Open a backup and its catalogue, refreshing it as `refresh` says.
 pub fn open_backup(
     backup: &Path,
     index: Option<&Path>,
     choice: FormatChoice,
-    refresh: bool,
+    refresh: Refresh,
     progress: bool,
 ) -> Result<OpenedBackup> {
     let root = std::fs::canonicalize(backup)
@@ -61,8 +72,12 @@ pub fn open_backup(
     let reader: Arc<dyn BackupReader> = Arc::from(format::open(&root, choice)?);
     let catalog = Arc::new(Catalog::open(&index_dir.join("catalog.sqlite"))?);
     catalog.bind_backup(&root, reader.format_name())?;
-    let empty = catalog.accounts()?.is_empty();
-    if refresh || empty {
+    let needed = match refresh {
+        Refresh::Never => false,
+        Refresh::IfEmpty => catalog.accounts()?.is_empty(),
+        Refresh::Always => true,
+    };
+    if needed {
         catalog::refresh(&catalog, &*reader, progress)?;
     }
     Ok(OpenedBackup {
@@ -82,7 +97,11 @@ pub fn serve(opts: &MountOptions, ready: impl FnOnce()) -> Result<()> {
         &opts.backup,
         opts.index.as_deref(),
         opts.format,
-        opts.refresh,
+        if opts.refresh {
+            Refresh::Always
+        } else {
+            Refresh::IfEmpty
+        },
         false,
     )?;
     let fs = Arc::new(MailFs::new(
