@@ -20,7 +20,9 @@ pub struct ZextrasReader {
 
 impl ZextrasReader {
     pub fn open(root: &Path) -> Result<Self> {
-        Ok(Self { root: root.to_path_buf() })
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
     }
 }
 
