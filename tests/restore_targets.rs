@@ -146,7 +146,10 @@ fn imap_round_trip_and_second_run_skips() {
     // Non-ASCII names travel in modified UTF-7.
     let mut c = dc.client("alice", "pw");
     let raw: Vec<String> = c.list().unwrap().into_iter().map(|m| m.raw_name).collect();
-    assert!(raw.contains(&"Entw&APw-rfe.&ANw-nter &- &ANw-ber".to_string()), "{raw:?}");
+    assert!(
+        raw.contains(&"Entw&APw-rfe.&ANw-nter &- &ANw-ber".to_string()),
+        "{raw:?}"
+    );
     // Second run: everything with a Message-ID is skipped; the message
     // without one is left to the job journal.
     let second = restore(&spec, &fx);
@@ -168,7 +171,10 @@ fn imap_prefix_starttls_and_imaps() {
     let Some(dc) = Dovecot::start() else { return };
     dc.add_user("bob", "pw", None);
     let fx = &fixtures()[..2];
-    for (tls, prefix) in [(TlsMode::StartTls, "ViaStartTls"), (TlsMode::Implicit, "ViaImaps")] {
+    for (tls, prefix) in [
+        (TlsMode::StartTls, "ViaStartTls"),
+        (TlsMode::Implicit, "ViaImaps"),
+    ] {
         let mut spec = dc.spec("bob", "pw", tls);
         spec.prefix = strings(&["Restored", prefix]);
         assert_eq!(
@@ -178,7 +184,13 @@ fn imap_prefix_starttls_and_imaps() {
         let mut c = dc.client("bob", "pw");
         for f in fx {
             let mut comps = strings(&["Restored", prefix]);
-            comps.extend(f.folder.iter().map(|c| if c == "Inbox" { "INBOX".into() } else { c.clone() }));
+            comps.extend(f.folder.iter().map(|c| {
+                if c == "Inbox" {
+                    "INBOX".into()
+                } else {
+                    c.clone()
+                }
+            }));
             c.select(&comps.join(".")).unwrap();
             let got = c.fetch_all().unwrap();
             assert_eq!(got.len(), 1);
@@ -188,12 +200,38 @@ fn imap_prefix_starttls_and_imaps() {
     // Without the test CA the certificate is refused.
     let mut spec = dc.spec("bob", "pw", TlsMode::Implicit);
     spec.ca_file = None;
-    let e = open_target(&TargetSpec::Imap(spec)).err().expect("untrusted certificate");
+    let e = open_target(&TargetSpec::Imap(spec))
+        .err()
+        .expect("untrusted certificate");
     assert!(format!("{e:#}").contains("TLS handshake"), "{e:#}");
     // A wrong password is a clear error.
     let spec = dc.spec("bob", "wrong", TlsMode::Plain);
-    let e = open_target(&TargetSpec::Imap(spec)).err().expect("bad password");
+    let e = open_target(&TargetSpec::Imap(spec))
+        .err()
+        .expect("bad password");
     assert!(format!("{e:#}").contains("cannot log in"), "{e:#}");
+}
+
+#[test]
+fn imap_without_literal_plus_nor_sasl_ir() {
+    // Synchronising literals, and AUTHENTICATE waiting for its `+`. (The
+    // LOGIN command cannot be tested here: Dovecot offers it only along
+    // with AUTH=PLAIN, which the client prefers.)
+    let extra = "imap_capability = IMAP4rev1 IDLE\n";
+    let Some(dc) = Dovecot::start_with(extra) else {
+        return;
+    };
+    dc.add_user("dave", "p\"w\\x", None);
+    let spec = TargetSpec::Imap(dc.spec("dave", "p\"w\\x", TlsMode::Plain));
+    let fx = fixtures();
+    assert_eq!(restore(&spec, &fx), vec![AppendOutcome::Restored; 4]);
+    let mut c = dc.client("dave", "p\"w\\x");
+    assert!(
+        !c.has_cap("LITERAL+") && !c.has_cap("SASL-IR"),
+        "test needs plain IMAP4rev1"
+    );
+    c.select("INBOX.Projects").unwrap();
+    assert_eq!(c.fetch_all().unwrap()[0].body, fx[1].bytes);
 }
 
 #[test]
@@ -241,9 +279,14 @@ fn mbox_read_back_with_mail_parser() {
         let mut rest = contents;
         while let Some(eol) = rest.iter().position(|&b| b == b'\n') {
             let line = String::from_utf8_lossy(&rest[..eol]).trim_end().to_string();
-            let ours = ["Status:", "X-Status:", "X-Keywords:", &format!("{DIGEST_HEADER}:")]
-                .iter()
-                .any(|p| line.starts_with(p));
+            let ours = [
+                "Status:",
+                "X-Status:",
+                "X-Keywords:",
+                &format!("{DIGEST_HEADER}:"),
+            ]
+            .iter()
+            .any(|p| line.starts_with(p));
             if !ours {
                 break;
             }
@@ -259,7 +302,10 @@ fn mbox_read_back_with_mail_parser() {
             }
             "Inbox.sbd/Projects" => assert!(has("Status: O") && has("X-Status: AT"), "{added:?}"),
             "Archive.sbd/2013" => {
-                assert!(has("X-Status: D") && has("X-Mailbackfs-Digest: d4/with+chars="), "{added:?}")
+                assert!(
+                    has("X-Status: D") && has("X-Mailbackfs-Digest: d4/with+chars="),
+                    "{added:?}"
+                )
             }
             _ => assert_eq!(added, vec!["Status: O".to_string()]),
         }
@@ -292,11 +338,21 @@ fn imap_append_rate() {
         })
         .collect();
     let start = Instant::now();
-    assert!(restore(&spec, &fx).iter().all(|o| *o == AppendOutcome::Restored));
+    assert!(restore(&spec, &fx)
+        .iter()
+        .all(|o| *o == AppendOutcome::Restored));
     let secs = start.elapsed().as_secs_f64();
-    eprintln!("appended {n} messages of ~1 KB in {secs:.2} s: {:.0} messages/s", n as f64 / secs);
+    eprintln!(
+        "appended {n} messages of ~1 KB in {secs:.2} s: {:.0} messages/s",
+        n as f64 / secs
+    );
     let start = Instant::now();
-    assert!(restore(&spec, &fx).iter().all(|o| *o == AppendOutcome::Skipped));
+    assert!(restore(&spec, &fx)
+        .iter()
+        .all(|o| *o == AppendOutcome::Skipped));
     let secs = start.elapsed().as_secs_f64();
-    eprintln!("second run skipped {n} in {secs:.2} s: {:.0} messages/s", n as f64 / secs);
+    eprintln!(
+        "second run skipped {n} in {secs:.2} s: {:.0} messages/s",
+        n as f64 / secs
+    );
 }

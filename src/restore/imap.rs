@@ -438,11 +438,13 @@ impl ImapClient {
             s.write_all(b"\r\n")?;
             s.flush()?;
         } else {
-            let s = self.stream.get_mut();
-            s.write_all(head.as_bytes())?;
-            s.write_all(bytes)?;
-            s.write_all(b"\r\n")?;
-            s.flush()?;
+            // One write: command, literal and line end leave in as few
+            // segments as the size allows.
+            let mut buf = Vec::with_capacity(head.len() + bytes.len() + 2);
+            buf.extend_from_slice(head.as_bytes());
+            buf.extend_from_slice(bytes);
+            buf.extend_from_slice(b"\r\n");
+            self.write_raw(&buf)?;
         }
         self.finish_tagged(&tag)?;
         Ok(())

@@ -41,18 +41,23 @@ pub struct Dovecot {
 
 /// Whether the test can run; panics under `CI` when it cannot.
 fn available() -> bool {
-    let missing: Vec<&str> = [(DOVECOT, Path::new(DOVECOT).exists()), ("openssl", which("openssl"))]
-        .iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(n, _)| *n)
-        .collect();
+    let missing: Vec<&str> = [
+        (DOVECOT, Path::new(DOVECOT).exists()),
+        ("openssl", which("openssl")),
+    ]
+    .iter()
+    .filter(|(_, ok)| !ok)
+    .map(|(n, _)| *n)
+    .collect();
     if missing.is_empty() {
         return true;
     }
     if std::env::var_os("CI").is_some() {
         panic!("{missing:?} not installed but CI is set: run scripts/ci-deps");
     }
-    eprintln!("SKIPPED: {missing:?} not installed (run scripts/ci-deps); set CI=1 to make this fatal");
+    eprintln!(
+        "SKIPPED: {missing:?} not installed (run scripts/ci-deps); set CI=1 to make this fatal"
+    );
     false
 }
 
@@ -80,15 +85,26 @@ fn run(cmd: &mut Command) {
 
 /// Make `path` and everything below it owned by the mail user.
 pub fn chown_for_mail(path: &Path) {
-    run(Command::new("chown").arg("-R").arg(format!("{MAIL_UID}:{MAIL_GID}")).arg(path));
+    run(Command::new("chown")
+        .arg("-R")
+        .arg(format!("{MAIL_UID}:{MAIL_GID}"))
+        .arg(path));
 }
 
 impl Dovecot {
     pub fn start() -> Option<Dovecot> {
+        Dovecot::start_with("")
+    }
+
+    /// Start with `extra` appended to the config (later settings win).
+    pub fn start_with(extra: &str) -> Option<Dovecot> {
         if !available() {
             return None;
         }
-        let dir = tempfile::Builder::new().prefix("mailbackfs-dovecot").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("mailbackfs-dovecot")
+            .tempdir()
+            .unwrap();
         let d = dir.path();
         // Login and mail processes run unprivileged and must reach their
         // sockets and the mail directory.
@@ -141,6 +157,7 @@ service imap-login {{
 service auth {{
   chroot =
 }}
+{extra}
 "#
         );
         fs::write(d.join("dovecot.conf"), config).unwrap();
@@ -153,7 +170,12 @@ service auth {{
             .stderr(Stdio::from(fs::File::create(d.join("stderr")).unwrap()))
             .spawn()
             .expect("dovecot starts");
-        let mut dc = Dovecot { dir, child: Some(child), port, tls_port };
+        let mut dc = Dovecot {
+            dir,
+            child: Some(child),
+            port,
+            tls_port,
+        };
         dc.wait_greeting();
         Some(dc)
     }
@@ -223,7 +245,11 @@ service auth {{
             tls,
             user: user.to_string(),
             host: "127.0.0.1".to_string(),
-            port: if tls == TlsMode::Implicit { self.tls_port } else { self.port },
+            port: if tls == TlsMode::Implicit {
+                self.tls_port
+            } else {
+                self.port
+            },
             prefix: Vec::new(),
             password_file: self.password_file(user, password),
             ca_file: Some(self.ca_file()),
@@ -258,7 +284,13 @@ impl Drop for Dovecot {
 
 /// A throwaway CA and a server certificate for 127.0.0.1 / localhost.
 fn make_certs(d: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     run(Command::new("openssl")
         .current_dir(d)
         .args(["req", "-x509"])
@@ -271,7 +303,14 @@ fn make_certs(d: &Path) {
         .current_dir(d)
         .arg("req")
         .args(ec)
-        .args(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]));
+        .args([
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]));
     fs::write(
         d.join("ext.cnf"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
@@ -280,6 +319,23 @@ fn make_certs(d: &Path) {
     .unwrap();
     run(Command::new("openssl")
         .current_dir(d)
-        .args(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"])
-        .args(["-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]));
+        .args([
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+        ])
+        .args([
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]));
 }
