@@ -356,3 +356,46 @@ fn imap_append_rate() {
         n as f64 / secs
     );
 }
+
+#[test]
+fn maildir_escapes_read_by_dovecot_listescape() {
+    // Dovecot's listescape plugin with `/` as separator shows `\2e` as `.`.
+    let extra = "mail_plugins = listescape\nnamespace inbox {\n  inbox = yes\n  separator = /\n}\n";
+    let Some(dc) = Dovecot::start_with(extra) else {
+        return;
+    };
+    let root = dc.dir().join("escaped-maildir");
+    let mk = |folder: &[&str], i: u32| Fixture {
+        folder: strings(folder),
+        bytes: format!("Message-ID: <e{i}@example.com>\r\nSubject: {i}\r\n\r\nx\r\n").into_bytes(),
+        flags: strings(&["\\Seen"]),
+        date: T0,
+        digest: format!("e{i}"),
+    };
+    let fx = vec![
+        mk(&["Inbox", "v1.2 notes"], 1),
+        mk(&["Ümlaut.dir", "~home"], 2),
+        mk(&["back\\slash"], 3),
+    ];
+    assert_eq!(
+        restore(&TargetSpec::Maildir(root.clone()), &fx),
+        vec![AppendOutcome::Restored; 3]
+    );
+    assert!(root.join(".INBOX.v1\\2e2 notes").is_dir());
+    assert!(root.join(".&ANw-mlaut\\2edir.\\7ehome").is_dir());
+    chown_for_mail(&root);
+    dc.add_user("erin", "pw", Some(&format!("maildir:{}", root.display())));
+    let mut c = dc.client("erin", "pw");
+    let listed = c.list().unwrap();
+    for (f, want) in fx
+        .iter()
+        .zip(["INBOX/v1.2 notes", "Ümlaut.dir/~home", "back\\slash"])
+    {
+        let m = listed
+            .iter()
+            .find(|m| m.name == want)
+            .unwrap_or_else(|| panic!("{want} not in {listed:#?}\n{}", dc.log()));
+        c.select(&m.raw_name).unwrap();
+        assert_eq!(c.fetch_all().unwrap()[0].body, f.bytes, "{want}");
+    }
+}

@@ -114,8 +114,32 @@ impl Dovecot {
         make_certs(d);
         fs::write(d.join("users"), "").unwrap();
 
-        let port = free_port();
-        let tls_port = free_port();
+        let mut dc = Dovecot {
+            dir,
+            child: None,
+            port: 0,
+            tls_port: 0,
+        };
+        // Ports are picked free, then bound by Dovecot: another process can
+        // take one in between, so try again on "Address already in use".
+        for attempt in 1..=3 {
+            dc.port = free_port();
+            dc.tls_port = free_port();
+            dc.spawn(extra);
+            match dc.wait_greeting() {
+                Ok(()) => return Some(dc),
+                Err(log) if attempt < 3 && log.contains("Address already in use") => {
+                    dc.stop();
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn(&mut self, extra: &str) {
+        let d = self.dir.path();
+        let (port, tls_port) = (self.port, self.tls_port);
         let p = d.display();
         let config = format!(
             r#"
@@ -170,14 +194,7 @@ service auth {{
             .stderr(Stdio::from(fs::File::create(d.join("stderr")).unwrap()))
             .spawn()
             .expect("dovecot starts");
-        let mut dc = Dovecot {
-            dir,
-            child: Some(child),
-            port,
-            tls_port,
-        };
-        dc.wait_greeting();
-        Some(dc)
+        self.child = Some(child);
     }
 
     pub fn dir(&self) -> &Path {
@@ -191,21 +208,25 @@ service auth {{
         s
     }
 
-    fn wait_greeting(&mut self) {
+    /// Wait until the server greets; the log as the error if it does not.
+    fn wait_greeting(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("dovecot exited with {status}:\n{}", self.log());
+                return Err(format!("dovecot exited with {status}:\n{}", self.log()));
             }
             if let Ok(s) = TcpStream::connect(("127.0.0.1", self.port)) {
                 s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
                 let mut line = String::new();
                 if BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("* OK") {
-                    return;
+                    return Ok(());
                 }
             }
             if Instant::now() > deadline {
-                panic!("dovecot did not greet within 20 s:\n{}", self.log());
+                return Err(format!(
+                    "dovecot did not greet within 20 s:\n{}",
+                    self.log()
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -264,8 +285,9 @@ service auth {{
     }
 }
 
-impl Drop for Dovecot {
-    fn drop(&mut self) {
+impl Dovecot {
+    /// SIGTERM, then SIGKILL after 5 s.
+    fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SAFETY: signalling our own child by its pid.
             unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
@@ -279,6 +301,12 @@ impl Drop for Dovecot {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
