@@ -197,6 +197,13 @@ fn imap_prefix_starttls_and_imaps() {
             assert_eq!(got[0].body, f.bytes);
         }
     }
+    // Both sessions really were encrypted (Dovecot logs ", TLS" on login).
+    let tls_logins = dc
+        .log()
+        .lines()
+        .filter(|l| l.contains("Login: user=<bob>") && l.contains(", TLS"))
+        .count();
+    assert!(tls_logins >= 2, "expected 2 TLS logins:\n{}", dc.log());
     // Without the test CA the certificate is refused.
     let mut spec = dc.spec("bob", "pw", TlsMode::Implicit);
     spec.ca_file = None;
@@ -337,6 +344,14 @@ fn imap_append_rate() {
             digest: format!("r{i}"),
         })
         .collect();
+    // The round-trip floor: as many NOOPs.
+    let mut c = dc.client("rate", "pw");
+    let start = Instant::now();
+    for _ in 0..n {
+        c.command("NOOP").unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!("{n} NOOPs in {secs:.2} s: {:.0}/s", n as f64 / secs);
     let start = Instant::now();
     assert!(restore(&spec, &fx)
         .iter()

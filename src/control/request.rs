@@ -30,6 +30,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use serde::{Deserialize, Serialize};
 
 use crate::model::{ItemId, Millis};
 use crate::restore::target::{ImapSpec, TargetSpec, TlsMode};
@@ -43,8 +44,8 @@ fn err<T>(msg: impl Into<String>) -> Result<T, RequestError> {
     Err(RequestError(msg.into()))
 }
 
-/// One accepted request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One accepted request (serialisable, so queued jobs survive a restart).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// One item, as it was at `at` (the latest state when `None`), into its
     /// own folder or `folder`.
@@ -727,6 +728,13 @@ mod tests {
             (s.tls, s.host.as_str(), s.port),
             (TlsMode::Implicit, "::1", 993)
         );
+    }
+
+    #[test]
+    fn serialises_for_the_queue() {
+        let r = parse_request("undelete a first 2013-07-12 to=maildir:/x").unwrap();
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), r);
     }
 
     #[test]

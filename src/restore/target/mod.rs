@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 
 use crate::model::Millis;
 
@@ -61,7 +62,7 @@ pub trait Target: Send {
 }
 
 /// How an IMAP target protects its connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TlsMode {
     /// `imap://` without `?starttls`: no TLS at all.
     Plain,
@@ -73,7 +74,7 @@ pub enum TlsMode {
 }
 
 /// Where an IMAP target is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImapSpec {
     pub tls: TlsMode,
     pub user: String,
@@ -89,8 +90,8 @@ pub struct ImapSpec {
     pub ca_file: Option<PathBuf>,
 }
 
-/// A parsed `to=` target.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A parsed `to=` target (serialisable, so queued jobs can be stored).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TargetSpec {
     Maildir(PathBuf),
     Mbox(PathBuf),
