@@ -28,8 +28,8 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Context, Result};
 
 use super::{
-    clean_folder, dedup_key, keywords, AppendOutcome, FolderPath, ImapSpec, KeySet, RestoreMessage,
-    Target,
+    clean_folder, dedup_key, keywords, known, AppendOutcome, FolderPath, ImapSpec, KeySet,
+    RestoreMessage, Target,
 };
 use crate::model::Millis;
 use crate::restore::imap::ImapClient;
@@ -108,7 +108,7 @@ impl ImapTarget {
                     .message_ids()
                     .with_context(|| format!("cannot list Message-IDs in {name}"))?
                 {
-                    keys.insert(dedup_key(Some(&mid), ""));
+                    keys.extend(dedup_key(Some(&mid), ""));
                 }
             }
             self.folders.insert(folder.clone(), (name, keys));
@@ -133,7 +133,7 @@ impl Target for ImapTarget {
         let has_mid = msg.message_id.map(str::trim).is_some_and(|m| !m.is_empty());
         let key = dedup_key(msg.message_id, msg.digest);
         let (name, keys) = self.folder(msg.folder)?;
-        if has_mid && keys.contains(&key) {
+        if has_mid && known(keys, &key) {
             return Ok(AppendOutcome::Skipped);
         }
         let name = name.clone();
@@ -145,7 +145,7 @@ impl Target for ImapTarget {
                 .get_mut(&clean_folder(msg.folder))
                 .expect("folder() inserted it")
                 .1
-                .insert(key);
+                .extend(key);
         }
         Ok(AppendOutcome::Restored)
     }

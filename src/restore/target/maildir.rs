@@ -31,8 +31,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 
 use super::{
-    check_root, clean_folder, dedup_key, header_value, keywords, AppendOutcome, FolderPath, KeySet,
-    RestoreMessage, Target,
+    check_root, clean_folder, dedup_key, header_value, keywords, known, usable_digest,
+    AppendOutcome, FolderPath, KeySet, RestoreMessage, Target,
 };
 use crate::restore::utf7;
 
@@ -125,7 +125,7 @@ impl Target for MaildirTarget {
         let host = self.host.clone();
         let state = self.folder(msg.folder)?;
         let key = dedup_key(msg.message_id, msg.digest);
-        if state.keys.contains(&key) {
+        if known(&state.keys, &key) {
             return Ok(AppendOutcome::Skipped);
         }
         let letters = state.letters(msg.flags)?;
@@ -143,9 +143,10 @@ impl Target for MaildirTarget {
             host,
             msg.bytes.len()
         );
-        if msg.message_id.map(str::trim).is_none_or(str::is_empty) {
+        let no_mid = msg.message_id.map(str::trim).is_none_or(str::is_empty);
+        if let Some(digest) = usable_digest(msg.digest).filter(|_| no_mid) {
             base.push_str(",mbd=");
-            base.push_str(&escape_digest(msg.digest));
+            base.push_str(&escape_digest(digest));
         }
         let tmp = state.dir.join("tmp").join(&base);
         let cur = state.dir.join("cur").join(format!("{base}:2,{letters}"));
@@ -166,7 +167,7 @@ impl Target for MaildirTarget {
             let _ = fs::remove_file(&tmp);
             return Err(e).with_context(|| format!("cannot write {}", cur.display()));
         }
-        state.keys.insert(key);
+        state.keys.extend(key);
         Ok(AppendOutcome::Restored)
     }
 
@@ -298,13 +299,13 @@ fn scan(dir: &Path) -> Result<KeySet> {
                 }
             };
             if let Some(mid) = header_value(&head, "Message-ID") {
-                keys.insert(dedup_key(Some(&mid), ""));
+                keys.extend(dedup_key(Some(&mid), ""));
             }
             let base = name.split(':').next().unwrap_or("");
             if let Some(pos) = base.find(",mbd=") {
                 let rest = &base[pos + 5..];
                 let digest = rest.split(',').next().unwrap_or("");
-                keys.insert(dedup_key(None, &unescape_digest(digest)));
+                keys.extend(dedup_key(None, &unescape_digest(digest)));
             }
         }
     }

@@ -23,14 +23,15 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use super::{
-    check_root, clean_folder, dedup_key, keywords, AppendOutcome, FolderPath, KeySet,
-    RestoreMessage, Target,
+    check_root, clean_folder, dedup_key, keywords, known, usable_digest, AppendOutcome, FolderPath,
+    KeySet, RestoreMessage, Target,
 };
 
 pub const DIGEST_HEADER: &str = "X-Mailbackfs-Digest";
@@ -105,10 +106,11 @@ impl Target for MboxTarget {
     fn append(&mut self, msg: &RestoreMessage) -> Result<AppendOutcome> {
         let (file, keys) = self.folder(msg.folder)?;
         let key = dedup_key(msg.message_id, msg.digest);
-        if keys.contains(&key) {
+        if known(keys, &key) {
             return Ok(AppendOutcome::Skipped);
         }
         let f = OpenOptions::new()
+            .read(true)
             .append(true)
             .open(&*file)
             .with_context(|| format!("cannot open {}", file.display()))?;
@@ -118,6 +120,14 @@ impl Target for MboxTarget {
                 .with_context(|| format!("cannot lock {}", file.display()));
         }
         let mut w = BufWriter::new(&f);
+        // A file left without a final line end (another writer, a crash):
+        // end its last line so our `From ` line starts a line.
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut last = [b'\n'];
+        if len > 0 && f.read_at(&mut last, len - 1).is_ok() && last[0] != b'\n' {
+            w.write_all(b"\n\n")
+                .with_context(|| format!("cannot append to {}", file.display()))?;
+        }
         let has_mid = msg.message_id.map(str::trim).is_some_and(|m| !m.is_empty());
         write_message(&mut w, msg, !has_mid)
             .and_then(|_| w.flush())
@@ -125,7 +135,7 @@ impl Target for MboxTarget {
         drop(w);
         f.sync_data()
             .with_context(|| format!("cannot sync {}", file.display()))?;
-        keys.insert(key);
+        keys.extend(key);
         Ok(AppendOutcome::Restored)
     }
 
@@ -135,6 +145,8 @@ impl Target for MboxTarget {
     }
 }
 
+/// Write one message; `with_digest` adds the digest header (when the
+/// digest is usable).
 fn write_message(
     w: &mut impl Write,
     msg: &RestoreMessage,
@@ -175,8 +187,8 @@ fn write_message(
         write!(w, "X-Keywords: {}", kws.join(" "))?;
         w.write_all(eol)?;
     }
-    if with_digest {
-        write!(w, "{DIGEST_HEADER}: {}", msg.digest)?;
+    if let Some(digest) = usable_digest(msg.digest).filter(|_| with_digest) {
+        write!(w, "{DIGEST_HEADER}: {digest}")?;
         w.write_all(eol)?;
     }
     for line in msg.bytes.split_inclusive(|&b| b == b'\n') {
@@ -242,9 +254,9 @@ fn scan(file: &Path) -> Result<KeySet> {
         if let Some((name, value)) = h {
             let value = value.trim();
             if name.eq_ignore_ascii_case("message-id") && !value.is_empty() {
-                keys.insert(dedup_key(Some(value), ""));
+                keys.extend(dedup_key(Some(value), ""));
             } else if name.eq_ignore_ascii_case(DIGEST_HEADER) {
-                keys.insert(dedup_key(None, value));
+                keys.extend(dedup_key(None, value));
             }
         }
     };
@@ -341,5 +353,27 @@ mod tests {
         assert_eq!(t.append(&nomid).unwrap(), AppendOutcome::Restored);
         let mut t = MboxTarget::open(dir.path()).unwrap();
         assert_eq!(t.append(&nomid).unwrap(), AppendOutcome::Skipped);
+
+        // Neither Message-ID nor a usable digest: never skipped.
+        let bare = RestoreMessage {
+            digest: "",
+            ..nomid
+        };
+        assert_eq!(t.append(&bare).unwrap(), AppendOutcome::Restored);
+        assert_eq!(t.append(&bare).unwrap(), AppendOutcome::Restored);
+
+        // A file without a final newline gets one before our From line.
+        let inbox = dir.path().join("Inbox");
+        std::fs::write(
+            &inbox,
+            "From x Thu Jan  1 00:00:00 1970\nA: b\n\nno newline",
+        )
+        .unwrap();
+        let root: Vec<String> = vec![];
+        let m2 = RestoreMessage { folder: &root, ..m };
+        let mut t = MboxTarget::open(dir.path()).unwrap();
+        assert_eq!(t.append(&m2).unwrap(), AppendOutcome::Restored);
+        let text = std::fs::read_to_string(&inbox).unwrap();
+        assert!(text.contains("no newline\n\nFrom MAILER-DAEMON "), "{text}");
     }
 }

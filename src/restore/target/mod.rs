@@ -148,12 +148,24 @@ pub fn clean_folder(folder: &[String]) -> FolderPath {
 }
 
 /// The key a message is recognised by in a folder: its Message-ID, or its
-/// digest when it has none.
-pub(crate) fn dedup_key(message_id: Option<&str>, digest: &str) -> String {
+/// digest when it has none; `None` (never skipped) when it has neither.
+pub(crate) fn dedup_key(message_id: Option<&str>, digest: &str) -> Option<String> {
     match message_id.map(str::trim).filter(|m| !m.is_empty()) {
-        Some(mid) => format!("m:{mid}"),
-        None => format!("d:{digest}"),
+        Some(mid) => Some(format!("m:{mid}")),
+        None => usable_digest(digest).map(|d| format!("d:{d}")),
     }
+}
+
+/// The digest if it can be recorded in a file name or header: non-empty
+/// printable ASCII without blanks.
+pub(crate) fn usable_digest(digest: &str) -> Option<&str> {
+    let d = digest.trim();
+    (!d.is_empty() && d.bytes().all(|b| b.is_ascii_graphic())).then_some(d)
+}
+
+/// Whether `key` is already in `keys`.
+pub(crate) fn known(keys: &KeySet, key: &Option<String>) -> bool {
+    key.as_ref().is_some_and(|k| keys.contains(k))
 }
 
 /// A set of [`dedup_key`]s already present in one folder.
@@ -259,6 +271,14 @@ mod tests {
             header_value(b"A: b\n\nMessage-ID: <x>\n", "Message-ID"),
             None
         );
+    }
+
+    #[test]
+    fn dedup_keys() {
+        assert_eq!(dedup_key(Some(" <a@b> "), "d").as_deref(), Some("m:<a@b>"));
+        assert_eq!(dedup_key(Some(""), "d").as_deref(), Some("d:d"));
+        assert_eq!(dedup_key(None, " "), None);
+        assert_eq!(dedup_key(None, "a\nb"), None);
     }
 
     #[test]
