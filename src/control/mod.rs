@@ -1,0 +1,4 @@
+//! The writable `.control/` directory: request lines, and later the queue
+//! and job reports.
+
+pub mod request;

@@ -1,0 +1,295 @@
+//! Restore targets: where restored messages are written, behind one trait.
+//!
+//! Three kinds, named by [`TargetSpec`]: a Maildir++ tree ([`maildir`]), a
+//! tree of mbox files ([`mbox`]) and an IMAP server ([`imap`]). Each keeps
+//! folders, flags and internal dates, and skips what it already holds: a
+//! message whose Message-ID (or, without one, whose digest) is already in
+//! the destination folder is [`AppendOutcome::Skipped`].
+//!
+//! Folder paths arrive as components (`["Inbox", "Projects"]`). A first
+//! component `Inbox` (any case) is the target's INBOX. Components that
+//! could escape or confuse a path are neutralised by [`clean_folder`] before
+//! any target sees them.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Millis;
+
+pub mod imap;
+pub mod maildir;
+pub mod mbox;
+
+/// One message to restore.
+#[derive(Clone, Copy, Debug)]
+pub struct RestoreMessage<'a> {
+    /// Folder path components, e.g. `["Inbox", "Projects"]`.
+    pub folder: &'a [String],
+    /// The message exactly as it should be stored (RFC 5322, CRLF or LF).
+    pub bytes: &'a [u8],
+    /// IMAP words: system flags (`\Seen`) and keywords (`$Forwarded`,
+    /// `undelete_23_11_26`).
+    pub flags: &'a [String],
+    /// The message's received date.
+    pub internal_date: Millis,
+    /// The Message-ID header value (with its angle brackets), if any.
+    pub message_id: Option<&'a str>,
+    /// A stable content id from the backup, used to recognise a message
+    /// without a Message-ID.
+    pub digest: &'a str,
+}
+
+/// What [`Target::append`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Restored,
+    /// The target already had this message in that folder.
+    Skipped,
+}
+
+/// A place restored messages are written to.
+pub trait Target: Send {
+    /// Make sure `folder` (and its parents) exist.
+    fn ensure_folder(&mut self, folder: &[String]) -> Result<()>;
+    /// Store one message in `msg.folder` (created if needed), unless that
+    /// folder already holds it.
+    fn append(&mut self, msg: &RestoreMessage) -> Result<AppendOutcome>;
+    /// Flush and close; the target is not used afterwards.
+    fn finish(&mut self) -> Result<()>;
+}
+
+/// How an IMAP target protects its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TlsMode {
+    /// `imap://` without `?starttls`: no TLS at all.
+    Plain,
+    /// `imap://...?starttls`: STARTTLS right after the greeting; refused
+    /// when the server does not offer it.
+    StartTls,
+    /// `imaps://`: TLS from the first byte.
+    Implicit,
+}
+
+/// Where an IMAP target is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImapSpec {
+    pub tls: TlsMode,
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+    /// Mailbox path components every restored folder is put under
+    /// (`imap://u@h:143/Restored/2013` → `["Restored", "2013"]`).
+    pub prefix: Vec<String>,
+    /// A file whose first line is the password.
+    pub password_file: PathBuf,
+    /// PEM certificates to trust besides the public web roots (for a
+    /// server with a private CA).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A parsed `to=` target (serialisable, so queued jobs can be stored).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetSpec {
+    Maildir(PathBuf),
+    Mbox(PathBuf),
+    Imap(ImapSpec),
+}
+
+/// Open a target, ready to take messages.
+pub fn open_target(spec: &TargetSpec) -> Result<Box<dyn Target>> {
+    Ok(match spec {
+        TargetSpec::Maildir(path) => Box::new(maildir::MaildirTarget::open(path)?),
+        TargetSpec::Mbox(path) => Box::new(mbox::MboxTarget::open(path)?),
+        TargetSpec::Imap(spec) => Box::new(imap::ImapTarget::open(spec)?),
+    })
+}
+
+/// A folder as a target stores it: `None` is the INBOX, otherwise the path
+/// of a folder below the root. The INBOX's children are `["INBOX", ...]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FolderPath(pub Vec<String>);
+
+impl FolderPath {
+    pub fn is_inbox(&self) -> bool {
+        self.0.len() == 1 && self.0[0] == "INBOX"
+    }
+}
+
+/// Neutralise folder components so no target can be steered outside its
+/// root or into a name it cannot hold:
+/// - an empty path is the INBOX; a first component `Inbox` (any case)
+///   becomes `INBOX`;
+/// - empty, `.` and `..` components become `_`, `_.`, `_..`;
+/// - NUL and other control characters become `_`.
+///
+/// Characters that are special only to one target (`/`, `.`, the IMAP
+/// hierarchy delimiter) are handled by that target.
+pub fn clean_folder(folder: &[String]) -> FolderPath {
+    let mut out = Vec::with_capacity(folder.len().max(1));
+    for (i, c) in folder.iter().enumerate() {
+        let c: String = c
+            .chars()
+            .map(|ch| if ch.is_control() { '_' } else { ch })
+            .collect();
+        let c = match c.as_str() {
+            "" | "." | ".." => format!("_{c}"),
+            _ if i == 0 && c.eq_ignore_ascii_case("inbox") => "INBOX".to_string(),
+            _ => c,
+        };
+        out.push(c);
+    }
+    if out.is_empty() {
+        out.push("INBOX".to_string());
+    }
+    FolderPath(out)
+}
+
+/// The key a message is recognised by in a folder: its Message-ID, or its
+/// digest when it has none; `None` (never skipped) when it has neither.
+pub(crate) fn dedup_key(message_id: Option<&str>, digest: &str) -> Option<String> {
+    match message_id.map(str::trim).filter(|m| !m.is_empty()) {
+        Some(mid) => Some(format!("m:{mid}")),
+        None => usable_digest(digest).map(|d| format!("d:{d}")),
+    }
+}
+
+/// The digest if it can be recorded in a file name or header: non-empty
+/// printable ASCII without blanks.
+pub(crate) fn usable_digest(digest: &str) -> Option<&str> {
+    let d = digest.trim();
+    (!d.is_empty() && d.bytes().all(|b| b.is_ascii_graphic())).then_some(d)
+}
+
+/// Whether `key` is already in `keys`.
+pub(crate) fn known(keys: &KeySet, key: &Option<String>) -> bool {
+    key.as_ref().is_some_and(|k| keys.contains(k))
+}
+
+/// A set of [`dedup_key`]s already present in one folder.
+pub(crate) type KeySet = HashSet<String>;
+
+/// The unfolded, trimmed value of the first header `name` (case-insensitive)
+/// in the header block of `bytes`, read up to the first empty line.
+pub fn header_value(bytes: &[u8], name: &str) -> Option<String> {
+    let mut found: Option<Vec<u8>> = None;
+    for line in bytes.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            if let Some(v) = found.as_mut() {
+                v.push(b' ');
+                v.extend_from_slice(trim_bytes(line));
+            }
+            continue;
+        }
+        if found.is_some() {
+            break;
+        }
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            if line[..colon].eq_ignore_ascii_case(name.as_bytes()) {
+                found = Some(trim_bytes(&line[colon + 1..]).to_vec());
+            }
+        }
+    }
+    found.map(|v| String::from_utf8_lossy(&v).trim().to_string())
+}
+
+fn trim_bytes(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &b[start..end.max(start)]
+}
+
+/// Keywords (flags that are not `\System` flags) that are valid IMAP atoms;
+/// others are dropped with a warning, since no target could store them.
+pub(crate) fn keywords(flags: &[String]) -> Vec<&str> {
+    let mut out = Vec::new();
+    for f in flags {
+        if f.starts_with('\\') {
+            continue;
+        }
+        if f.is_empty() || !f.bytes().all(is_atom_char) {
+            log::warn!("dropping flag {f:?}: not a valid IMAP keyword");
+            continue;
+        }
+        if !out.iter().any(|k: &&str| k.eq_ignore_ascii_case(f)) {
+            out.push(f.as_str());
+        }
+    }
+    out
+}
+
+/// RFC 3501 ATOM-CHAR, minus `]` (resp-specials).
+pub(crate) fn is_atom_char(b: u8) -> bool {
+    b > 0x20 && b < 0x7f && !b"(){%*\"\\]".contains(&b)
+}
+
+/// Refuse a target root that is empty.
+pub(crate) fn check_root(path: &std::path::Path) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        bail!("the target path is empty");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn clean_folder_neutralises() {
+        assert_eq!(clean_folder(&[]).0, s(&["INBOX"]));
+        assert_eq!(clean_folder(&s(&["inbox", "P"])).0, s(&["INBOX", "P"]));
+        assert_eq!(clean_folder(&s(&["A", "inbox"])).0, s(&["A", "inbox"]));
+        assert_eq!(
+            clean_folder(&s(&["..", ".", "", "a\0b"])).0,
+            s(&["_..", "_.", "_", "a_b"])
+        );
+        assert!(clean_folder(&s(&["Inbox"])).is_inbox());
+    }
+
+    #[test]
+    fn header_value_unfolds() {
+        let m = b"Subject: x\r\nMessage-ID:\r\n  <a@b>\r\nX: y\r\n\r\nMessage-ID: <no>\r\n";
+        assert_eq!(header_value(m, "message-id").as_deref(), Some("<a@b>"));
+        assert_eq!(
+            header_value(b"A: b\n\nMessage-ID: <x>\n", "Message-ID"),
+            None
+        );
+    }
+
+    #[test]
+    fn dedup_keys() {
+        assert_eq!(dedup_key(Some(" <a@b> "), "d").as_deref(), Some("m:<a@b>"));
+        assert_eq!(dedup_key(Some(""), "d").as_deref(), Some("d:d"));
+        assert_eq!(dedup_key(None, " "), None);
+        assert_eq!(dedup_key(None, "a\nb"), None);
+    }
+
+    #[test]
+    fn keywords_filtered() {
+        let f = s(&[
+            "\\Seen",
+            "$Forwarded",
+            "bad word",
+            "undelete_23_11_26",
+            "$forwarded",
+        ]);
+        assert_eq!(keywords(&f), vec!["$Forwarded", "undelete_23_11_26"]);
+    }
+}
