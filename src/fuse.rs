@@ -29,6 +29,11 @@ pub struct FuseAdapter {
 }
 
 impl FuseAdapter {
+    /// Only the mount's owner (or root) may write to `.control/`.
+    fn may_write(&self, req: &Request) -> bool {
+        req.uid() == self.uid || req.uid() == 0
+    }
+
     pub fn new(fs: Arc<MailFs>) -> FuseAdapter {
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -69,6 +74,15 @@ impl FuseAdapter {
     }
 }
 
+/// Control files change under the kernel's feet: never cache them.
+fn ttl(a: &Attr) -> Duration {
+    if a.volatile {
+        Duration::ZERO
+    } else {
+        TTL
+    }
+}
+
 fn to_system_time(t: Millis) -> SystemTime {
     if t >= 0 {
         UNIX_EPOCH + Duration::from_millis(t as u64)
@@ -101,14 +115,14 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::ENOENT);
         };
         match self.fs.lookup(parent.0, name) {
-            Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&ttl(&a), &self.attr(&a), Generation(0)),
             Err(e) => reply.error(failed("lookup", parent.0, &e)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &self.attr(&a)),
+            Ok(a) => reply.attr(&ttl(&a), &self.attr(&a)),
             Err(e) => reply.error(failed("getattr", ino.0, &e)),
         }
     }
@@ -147,10 +161,18 @@ impl Filesystem for FuseAdapter {
         reply.ok();
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
+        if write && !self.may_write(req) {
+            return reply.error(Errno::EACCES);
+        }
+        let cache = if self.fs.getattr(ino.0).is_ok_and(|a| a.volatile) {
+            FopenFlags::FOPEN_DIRECT_IO
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE
+        };
         match self.fs.open(ino.0, write) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(fh) => reply.opened(FileHandle(fh), cache),
             Err(e) => reply.error(failed("open", ino.0, &e)),
         }
     }
@@ -224,7 +246,7 @@ impl Filesystem for FuseAdapter {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _mode: Option<u32>,
         _uid: Option<u32>,
@@ -240,22 +262,35 @@ impl Filesystem for FuseAdapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        // `echo ... > .control/restore` truncates first: a no-op there.
+        if self.fs.is_writable_control(ino.0) && self.may_write(req) {
+            return match self.fs.getattr(ino.0) {
+                Ok(a) => reply.attr(&Duration::ZERO, &self.attr(&a)),
+                Err(e) => reply.error(failed("setattr", ino.0, &e)),
+            };
+        }
         reply.error(failed("setattr", ino.0, &FsError::ReadOnly));
     }
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _offset: u64,
-        _data: &[u8],
+        data: &[u8],
         _write_flags: fuser::WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        reply.error(failed("write", ino.0, &FsError::ReadOnly));
+        if !self.may_write(req) {
+            return reply.error(Errno::EACCES);
+        }
+        match self.fs.write(fh.0, data) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(failed("write", ino.0, &e)),
+        }
     }
 
     fn mknod(

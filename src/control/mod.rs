@@ -1,4 +1,96 @@
-//! The writable `.control/` directory: request lines, and later the queue
-//! and job reports.
+//! The writable `.control/` directory. The filesystem core shows whatever a
+//! [`ControlPlane`] offers under `.control/` and passes writes to it; the
+//! plane validates requests and runs the restore queue.
+
+use std::sync::Mutex;
 
 pub mod request;
+
+/// One entry of a control directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlEntry {
+    pub name: String,
+    pub is_dir: bool,
+    /// The mount owner (or root) may write it.
+    pub writable: bool,
+}
+
+/// What `.control/` shows and does. Paths are relative to `.control/`,
+/// with `/` between components (`""`, `"README"`, `"jobs"`, `"jobs/3"`).
+pub trait ControlPlane: Send + Sync {
+    /// Entries of a directory, or `None` when `dir` is not one.
+    fn list(&self, dir: &str) -> Option<Vec<ControlEntry>>;
+    /// The current bytes of a file, or `None` when there is no such file.
+    fn read(&self, path: &str) -> Option<Vec<u8>>;
+    /// Take one `write(2)` to a writable file. `Err(reason)` makes the write
+    /// fail with EINVAL and must change nothing (the reason is kept for
+    /// `last-error`).
+    fn write(&self, path: &str, data: &[u8]) -> Result<(), String>;
+}
+
+/// The control plane of a mount without a restore queue: the README and
+/// `last-error` only; every write is refused.
+#[derive(Default)]
+pub struct ReadmeOnly {
+    last_error: Mutex<String>,
+}
+
+impl ControlPlane for ReadmeOnly {
+    fn list(&self, dir: &str) -> Option<Vec<ControlEntry>> {
+        (dir.is_empty()).then(|| {
+            ["README", "last-error"]
+                .iter()
+                .map(|n| ControlEntry {
+                    name: n.to_string(),
+                    is_dir: false,
+                    writable: false,
+                })
+                .collect()
+        })
+    }
+
+    fn read(&self, path: &str) -> Option<Vec<u8>> {
+        match path {
+            "README" => Some(README.as_bytes().to_vec()),
+            "last-error" => Some(self.last_error.lock().unwrap().clone().into_bytes()),
+            _ => None,
+        }
+    }
+
+    fn write(&self, path: &str, _data: &[u8]) -> Result<(), String> {
+        let why = format!("{path}: this mount has no restore queue");
+        *self.last_error.lock().unwrap() = why.clone();
+        Err(why)
+    }
+}
+
+/// The text of `.control/README`.
+pub const README: &str = "\
+mailbackfs control directory
+
+This is the only writable part of the mount; only the mount's owner (or
+root) may write here. Restores are requested by writing one line per
+request to `restore`, e.g.
+
+  echo 'item john@example.com 339 to=maildir:/srv/restore/john' > restore
+
+  item     ACCOUNT ITEM_ID            to=TARGET [folder=NAME] [at=INSTANT]
+  account  ACCOUNT DATE|last          to=TARGET
+  undelete ACCOUNT FROM|first TO|last to=TARGET
+  external [accounts=A,B] [domains=D] to=TARGET
+
+TARGET is maildir:PATH (Maildir++), mbox:PATH (one mbox file per folder),
+or imap://USER@HOST:PORT[/PREFIX] (imaps:// for TLS, ?starttls for
+STARTTLS) with password_file=PATH. DATE is YYYY-MM-DD (end of that UTC day)
+or an instant such as 2013-07-12T15:03:00Z.
+
+A malformed request makes the write fail with EINVAL and creates no job;
+`cat last-error` says why. Each accepted line becomes a job:
+
+  queue        running and queued jobs, one per line
+  jobs/<id>    state, progress, timings and the final report of a job
+  stop         write a job id, or \"all\", to stop jobs
+
+Jobs run one at a time, in order, survive a restart of the daemon, and skip
+what the target already has.
+";

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use lru::LruCache;
 
 use crate::catalog::{AccountRow, Catalog, StateRow};
+use crate::control::{ControlPlane, ReadmeOnly};
 use crate::format::BackupReader;
 use crate::model::{ItemId, ItemKind, Millis, VIEW_ROOT};
 use crate::timeline::{self, day_name, parse_day, parse_instant, PointInTime};
@@ -107,8 +108,8 @@ pub enum Node {
         acct: i64,
         item: ItemId,
     },
-    ControlDir,
-    ControlReadme,
+    /// `.control/` and below: a path relative to it (`""` is the directory).
+    Control(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +127,8 @@ pub struct Attr {
     pub mtime: Millis,
     /// Writable by the owner (only the control directory).
     pub writable: bool,
+    /// Changes while mounted (the control directory): not to be cached.
+    pub volatile: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -220,6 +223,7 @@ pub struct MailFs {
     /// Blobs found damaged while reading, with why.
     broken: Mutex<HashMap<String, String>>,
     mount_time: Millis,
+    control: Arc<dyn ControlPlane>,
 }
 
 /// `deleted/` of one account: directories by index (1 is the root).
@@ -232,6 +236,8 @@ struct DeletedTree {
 enum OpenFile {
     Blob(OpenBlob),
     Bytes(Arc<Vec<u8>>),
+    /// A control file: what it said when opened, and its path for writes.
+    Control(String, Arc<Vec<u8>>),
 }
 
 impl MailFs {
@@ -256,6 +262,7 @@ impl MailFs {
             next_fh: Mutex::new(1),
             broken: Mutex::new(HashMap::new()),
             mount_time: chrono::Utc::now().timestamp_millis(),
+            control: Arc::new(ReadmeOnly::default()),
         };
         let root = fs.ino(Node::Root);
         debug_assert_eq!(root, 1);
@@ -263,6 +270,12 @@ impl MailFs {
     }
 
     pub const ROOT_INO: u64 = 1;
+
+    /// Serve `.control/` from `plane` (the restore queue of a mount).
+    pub fn with_control(mut self, plane: Arc<dyn ControlPlane>) -> MailFs {
+        self.control = plane;
+        self
+    }
 
     fn ino(&self, node: Node) -> u64 {
         if let Some(&ino) = self.inodes.read().unwrap().by_node.get(&node) {
@@ -293,8 +306,12 @@ impl MailFs {
         if let Some(l) = self.listings.lock().unwrap().get(&ino) {
             return Ok(l.clone());
         }
-        let listing = Arc::new(self.list(&self.node(ino)?)?);
-        self.listings.lock().unwrap().put(ino, listing.clone());
+        let node = self.node(ino)?;
+        let listing = Arc::new(self.list(&node)?);
+        // The control directory changes while mounted: never cached.
+        if !matches!(node, Node::Control(_)) {
+            self.listings.lock().unwrap().put(ino, listing.clone());
+        }
         Ok(listing)
     }
 
@@ -318,14 +335,22 @@ impl MailFs {
                 ..
             } => self.list_history_root(*acct),
             Node::HistoryItem { acct, key } => self.list_history_item(*acct, key),
-            Node::ControlDir => Ok(Listing::new(
-                vec![DirEntry {
-                    name: "README".into(),
-                    ino: self.ino(Node::ControlReadme),
-                    kind: EntryKind::File,
-                }],
-                vec![],
-            )),
+            Node::Control(dir) => {
+                let entries = self.control.list(dir).ok_or(FsError::NotDir)?;
+                let entries = entries
+                    .into_iter()
+                    .map(|e| {
+                        let kind = if e.is_dir {
+                            EntryKind::Dir
+                        } else {
+                            EntryKind::File
+                        };
+                        let node = Node::Control(control_join(dir, &e.name));
+                        self.dir_entry(e.name, node, kind)
+                    })
+                    .collect();
+                Ok(Listing::new(entries, vec![]))
+            }
             _ => Err(FsError::NotDir),
         }
     }
@@ -344,7 +369,11 @@ impl MailFs {
             .iter()
             .map(|a| self.dir_entry(a.dir_name.clone(), Node::Account(a.id), EntryKind::Dir))
             .collect();
-        entries.push(self.dir_entry(".control".into(), Node::ControlDir, EntryKind::Dir));
+        entries.push(self.dir_entry(
+            ".control".into(),
+            Node::Control(String::new()),
+            EntryKind::Dir,
+        ));
         Listing::new(entries, vec![])
     }
 
@@ -629,6 +658,7 @@ impl MailFs {
             size: 0,
             mtime,
             writable: false,
+            volatile: false,
         };
         match &node {
             Node::Root | Node::HistoryItem { .. } => Ok(dir(self.mount_time)),
@@ -638,20 +668,14 @@ impl MailFs {
                 ..
             } => Ok(dir(*t)),
             Node::Dir { .. } => Ok(dir(self.mount_time)),
-            Node::ControlDir => Ok(dir(self.mount_time)),
-            Node::ControlReadme => Ok(Attr {
-                ino,
-                kind: EntryKind::File,
-                size: CONTROL_README.len() as u64,
-                mtime: self.mount_time,
-                writable: false,
-            }),
+            Node::Control(path) => self.control_attr(ino, path),
             Node::ErrorFile { .. } => Ok(Attr {
                 ino,
                 kind: EntryKind::File,
                 size: 0,
                 mtime: self.mount_time,
                 writable: false,
+                volatile: false,
             }),
             Node::File {
                 acct, item, seq, ..
@@ -676,6 +700,7 @@ impl MailFs {
                     size,
                     mtime,
                     writable: false,
+                    volatile: false,
                 })
             }
         }
@@ -719,6 +744,9 @@ impl MailFs {
     /// Open a file for reading; returns a handle for `read`.
     pub fn open(&self, ino: u64, write: bool) -> FsResult<u64> {
         let node = self.node(ino)?;
+        if let Node::Control(path) = &node {
+            return self.open_control(ino, path, write);
+        }
         if write {
             return Err(FsError::ReadOnly);
         }
@@ -753,14 +781,82 @@ impl MailFs {
                     .unwrap_or_else(|| "unreadable metadata".into());
                 return Err(FsError::Io(why));
             }
-            Node::ControlReadme => OpenFile::Bytes(Arc::new(CONTROL_README.as_bytes().to_vec())),
             _ => return Err(FsError::IsDir),
         };
+        Ok(self.add_handle(file))
+    }
+
+    fn add_handle(&self, file: OpenFile) -> u64 {
         let mut next = self.next_fh.lock().unwrap();
         let fh = *next;
         *next += 1;
         self.open_files.lock().unwrap().insert(fh, Arc::new(file));
-        Ok(fh)
+        fh
+    }
+
+    // ----- the control directory -------------------------------------------
+
+    fn control_attr(&self, ino: u64, path: &str) -> FsResult<Attr> {
+        let mut attr = Attr {
+            ino,
+            kind: EntryKind::Dir,
+            size: 0,
+            mtime: chrono::Utc::now().timestamp_millis(),
+            writable: false,
+            volatile: true,
+        };
+        if self.control.list(path).is_some() {
+            return Ok(attr);
+        }
+        let bytes = self.control.read(path).ok_or(FsError::NotFound)?;
+        attr.kind = EntryKind::File;
+        attr.size = bytes.len() as u64;
+        attr.writable = self.control_writable(path);
+        Ok(attr)
+    }
+
+    fn control_writable(&self, path: &str) -> bool {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        self.control
+            .list(dir)
+            .unwrap_or_default()
+            .iter()
+            .any(|e| e.name == name && e.writable)
+    }
+
+    fn open_control(&self, ino: u64, path: &str, write: bool) -> FsResult<u64> {
+        if self.control_attr(ino, path)?.kind == EntryKind::Dir {
+            return Err(FsError::IsDir);
+        }
+        if write && !self.control_writable(path) {
+            return Err(FsError::ReadOnly);
+        }
+        let bytes = self.control.read(path).unwrap_or_default();
+        Ok(self.add_handle(OpenFile::Control(path.to_string(), Arc::new(bytes))))
+    }
+
+    /// Whether `ino` is a writable control file (truncating it is allowed:
+    /// `echo ... > .control/restore` opens with O_TRUNC).
+    pub fn is_writable_control(&self, ino: u64) -> bool {
+        matches!(self.node(ino), Ok(Node::Control(p)) if self.control_writable(&p))
+    }
+
+    /// One `write(2)` to an open control file.
+    pub fn write(&self, fh: u64, data: &[u8]) -> FsResult<usize> {
+        let file = self
+            .open_files
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::Invalid("bad file handle".into()))?;
+        match &*file {
+            OpenFile::Control(path, _) => {
+                self.control.write(path, data).map_err(FsError::Invalid)?;
+                Ok(data.len())
+            }
+            _ => Err(FsError::ReadOnly),
+        }
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
@@ -772,7 +868,7 @@ impl MailFs {
             .cloned()
             .ok_or(FsError::Invalid("bad file handle".into()))?;
         match &*file {
-            OpenFile::Bytes(b) => {
+            OpenFile::Bytes(b) | OpenFile::Control(_, b) => {
                 let start = (offset as usize).min(b.len());
                 let end = start.saturating_add(size as usize).min(b.len());
                 Ok(b[start..end].to_vec())
@@ -869,17 +965,11 @@ enum Content {
     Empty,
 }
 
-pub const CONTROL_README: &str = "\
-mailbackfs control directory
-
-This is the only writable part of the mount. Restores are requested by
-writing one line per request to `restore`:
-
-  item     ACCOUNT ITEM_ID            to=TARGET [folder=NAME]
-  account  ACCOUNT DATE|last          to=TARGET
-  undelete ACCOUNT FROM|first TO|last to=TARGET
-  external [accounts=A,B] [domains=D] to=TARGET
-
-TARGET is maildir:PATH, mbox:PATH or imap://USER@HOST:PORT[/PREFIX]
-with password_file=PATH.
-";
+/// `a/b` from a control directory and a name in it.
+fn control_join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
