@@ -17,7 +17,10 @@ pub fn bin() -> PathBuf {
 
 /// Run the CLI and return (status, stdout, stderr).
 pub fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).output().expect("running mailbackfs");
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("running mailbackfs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -63,7 +66,11 @@ impl Mount {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Mount { path, child, _dir: dir }
+        Mount {
+            path,
+            child,
+            _dir: dir,
+        }
     }
 
     pub fn join(&self, rel: &str) -> PathBuf {
@@ -85,7 +92,10 @@ impl Drop for Mount {
             std::thread::sleep(Duration::from_millis(20));
         }
         if is_mounted(&self.path) {
-            let _ = Command::new("fusermount3").arg("-uz").arg(&self.path).status();
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.path)
+                .status();
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -105,7 +115,14 @@ pub fn fingerprint(root: &Path) -> BTreeMap<PathBuf, String> {
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let meta = std::fs::symlink_metadata(&dir).unwrap();
-        out.insert(dir.clone(), format!("dir {:o} {}", meta.mode(), meta.mtime_nsec() + meta.mtime() * 1_000_000_000));
+        out.insert(
+            dir.clone(),
+            format!(
+                "dir {:o} {}",
+                meta.mode(),
+                meta.mtime_nsec() + meta.mtime() * 1_000_000_000
+            ),
+        );
         for e in std::fs::read_dir(&dir).unwrap() {
             let e = e.unwrap();
             let p = e.path();
@@ -123,7 +140,16 @@ pub fn fingerprint(root: &Path) -> BTreeMap<PathBuf, String> {
                     }
                     h.update(&buf[..n]);
                 }
-                out.insert(p, format!("{:x} {} {:o} {}", h.finalize(), m.len(), m.mode(), m.mtime()));
+                out.insert(
+                    p,
+                    format!(
+                        "{:x} {} {:o} {}",
+                        h.finalize(),
+                        m.len(),
+                        m.mode(),
+                        m.mtime()
+                    ),
+                );
             }
         }
     }
@@ -135,7 +161,9 @@ pub fn gunzip(path: &Path) -> Vec<u8> {
     let raw = std::fs::read(path).unwrap();
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut out).unwrap();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .unwrap();
         out
     } else {
         raw
