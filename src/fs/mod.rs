@@ -678,13 +678,19 @@ impl MailFs {
                 volatile: false,
             }),
             Node::File {
-                acct, item, seq, ..
+                acct,
+                item,
+                seq,
+                view,
             } => {
                 let row = self
                     .catalog
                     .state(*acct, *item, *seq)?
                     .ok_or(FsError::NotFound)?;
+                // A deleted state in history/ is an empty file (see `open`).
+                let history_deleted = row.deleted && *view == View::History;
                 let size = match self.content_of(&row) {
+                    _ if history_deleted => 0,
                     Ok(Content::Blob(_, size)) => size,
                     Ok(Content::Bytes(b)) => b.len() as u64,
                     // A broken item stays listed, with its claimed size.

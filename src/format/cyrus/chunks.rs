@@ -225,3 +225,144 @@ impl ChunkCache {
         }
     }
 }
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Input buffer of a streaming member decoder: small, whatever the chunk.
+const STREAM_IN: usize = 64 * 1024;
+
+/// A gzip member decompressed on demand, forward only: memory is the
+/// decompressor's state and one input buffer, whatever the chunk's size.
+/// The member's CRC is not checked (a reader stops before the member's
+/// end); damage shows as `InvalidData` errors.
+pub struct MemberStream {
+    file: File,
+    z: Decompress,
+    inbuf: Vec<u8>,
+    consumed: usize,
+    eof: bool,
+    ended: bool,
+}
+
+impl MemberStream {
+    /// Start decompressing the member at `offset` of `file`.
+    pub fn open(mut file: File, offset: u64) -> io::Result<Self> {
+        file.seek(SeekFrom::Start(offset))?;
+        let mut s = MemberStream {
+            file,
+            z: Decompress::new(false),
+            inbuf: Vec::with_capacity(STREAM_IN),
+            consumed: 0,
+            eof: false,
+            ended: false,
+        };
+        loop {
+            match header_len(&s.inbuf) {
+                Ok(Some(n)) => {
+                    s.consumed = n;
+                    return Ok(s);
+                }
+                Ok(None) if s.eof => {
+                    return Err(invalid("data file ends inside a gzip header".into()))
+                }
+                Ok(None) => s.fill()?,
+                Err(e) => return Err(invalid(e)),
+            }
+        }
+    }
+
+    /// Read more input, keeping the unconsumed bytes.
+    fn fill(&mut self) -> io::Result<()> {
+        self.inbuf.drain(..self.consumed);
+        self.consumed = 0;
+        let old = self.inbuf.len();
+        let want = STREAM_IN.max(old + 4096);
+        self.inbuf.resize(want, 0);
+        let n = loop {
+            match self.file.read(&mut self.inbuf[old..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                self.inbuf.truncate(old);
+                return Err(e);
+            }
+        };
+        self.inbuf.truncate(old + n);
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(())
+    }
+
+    /// Uncompressed bytes handed out so far.
+    pub fn position(&self) -> u64 {
+        self.z.total_out()
+    }
+
+    /// Skip `n` uncompressed bytes; fails if the member ends first.
+    pub fn skip(&mut self, mut n: u64) -> io::Result<()> {
+        let mut scratch = [0u8; 16 * 1024];
+        while n > 0 {
+            let want = scratch.len().min(n as usize);
+            let got = self.read(&mut scratch[..want])?;
+            if got == 0 {
+                return Err(invalid(format!(
+                    "chunk ends at {} bytes, before the wanted offset",
+                    self.position()
+                )));
+            }
+            n -= got as u64;
+        }
+        Ok(())
+    }
+}
+
+impl Read for MemberStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() || self.ended {
+            return Ok(0);
+        }
+        let mut stalls = 0;
+        loop {
+            if self.consumed == self.inbuf.len() && !self.eof {
+                self.fill()?;
+            }
+            let (in0, out0) = (self.z.total_in(), self.z.total_out());
+            let res = self
+                .z
+                .decompress(&self.inbuf[self.consumed..], buf, FlushDecompress::None);
+            let used = (self.z.total_in() - in0) as usize;
+            let made = (self.z.total_out() - out0) as usize;
+            self.consumed += used;
+            match res {
+                Ok(Status::StreamEnd) => {
+                    self.ended = true;
+                    return Ok(made);
+                }
+                Ok(_) if made > 0 => return Ok(made),
+                Ok(_) => {
+                    if self.eof && self.consumed == self.inbuf.len() {
+                        return Err(invalid("data file ends inside a chunk (truncated)".into()));
+                    }
+                    if used == 0 {
+                        stalls += 1;
+                        if stalls > 2 {
+                            // No progress with input and room: read more.
+                            self.fill()?;
+                            if stalls > 64 {
+                                return Err(invalid("compressed data makes no progress".into()));
+                            }
+                        }
+                    }
+                }
+                Err(e) => return Err(invalid(format!("corrupt compressed data: {e}"))),
+            }
+        }
+    }
+}

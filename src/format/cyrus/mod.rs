@@ -22,20 +22,25 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 use anyhow::{bail, Context, Result};
 use sha1::{Digest, Sha1};
 
-use self::chunks::{Chunk, ChunkCache};
+use self::chunks::{Chunk, ChunkCache, MemberStream};
 use super::{AccountEntry, BackupReader};
 use crate::model::{Account, BlobRef, Item, ItemKind};
 
 pub use self::text::{decode_mutf7, decode_rfc2047};
 
-/// Decompressed chunks kept for `open_blob`.
-const CACHE_BYTES: usize = 256 * 1024 * 1024;
+/// Decompressed small chunks kept for `open_blob`.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Chunks at most this long (uncompressed, as the index says) are
+/// decompressed whole once and cached; larger ones, or chunks the index
+/// does not describe, are streamed message by message.
+const SMALL_CHUNK: u64 = 4 * 1024 * 1024;
 
 /// Where the backup's parts are, for a root the user passed.
 #[derive(Debug, Clone)]
@@ -218,6 +223,18 @@ fn index_chunks(conn: &rusqlite::Connection) -> Result<BTreeMap<u64, i64>> {
     Ok(out)
 }
 
+/// The index's chunk table: member offset -> uncompressed length.
+fn index_chunk_lengths(conn: &rusqlite::Connection) -> Result<HashMap<u64, u64>> {
+    let mut st = conn.prepare("SELECT offset, length FROM chunk")?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = HashMap::new();
+    for r in rows {
+        let (off, len) = r?;
+        out.insert(u64::try_from(off)?, u64::try_from(len)?);
+    }
+    Ok(out)
+}
+
 /// The index's message table: guid -> (chunk id, line offset, size).
 fn index_messages(conn: &rusqlite::Connection) -> Result<IndexMessages> {
     let mut st = conn.prepare("SELECT guid, chunk_id, offset, size FROM message")?;
@@ -245,6 +262,10 @@ pub struct CyrusReader {
     backups: BTreeMap<String, PathBuf>,
     problems: Vec<String>,
     cache: ChunkCache,
+    /// userid -> (member offset -> uncompressed chunk length), from the index.
+    chunk_lengths: Mutex<HashMap<String, Arc<HashMap<u64, u64>>>>,
+    /// Chunks up to this length are cached whole; see [`SMALL_CHUNK`].
+    small_chunk: u64,
 }
 
 impl CyrusReader {
@@ -265,7 +286,20 @@ impl CyrusReader {
             backups,
             problems,
             cache: ChunkCache::new(CACHE_BYTES),
+            chunk_lengths: Mutex::new(HashMap::new()),
+            // For tests and benchmarks: 0 streams every message.
+            small_chunk: std::env::var("MAILBACKFS_CYRUS_SMALL_CHUNK")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(SMALL_CHUNK),
         })
+    }
+
+    /// Cache chunks up to `bytes` (uncompressed) whole; stream messages of
+    /// larger ones. 0 streams every message.
+    pub fn with_small_chunk(mut self, bytes: u64) -> Self {
+        self.small_chunk = bytes;
+        self
     }
 
     fn data_file(&self, userid: &str) -> io::Result<&PathBuf> {
@@ -275,6 +309,24 @@ impl CyrusReader {
                 format!("no Cyrus backup for {userid} under {}", self.root.display()),
             )
         })
+    }
+
+    /// Uncompressed length of the chunk at `file_offset`, when the index
+    /// of `userid`'s backup says it.
+    fn chunk_length(&self, userid: &str, file_offset: u64) -> Option<u64> {
+        let mut g = self.chunk_lengths.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = g.get(userid) {
+            return m.get(&file_offset).copied();
+        }
+        let lengths = self
+            .data_file(userid)
+            .ok()
+            .and_then(|d| open_index(d).ok())
+            .and_then(|conn| index_chunk_lengths(&conn).ok())
+            .unwrap_or_default();
+        let m = Arc::new(lengths);
+        g.insert(userid.to_string(), m.clone());
+        m.get(&file_offset).copied()
     }
 
     /// The decompressed chunk at `file_offset` of `userid`'s data file.
@@ -599,16 +651,43 @@ impl BackupReader for CyrusReader {
                 loc.guid
             )));
         };
+        let small = self
+            .chunk_length(loc.userid, fo)
+            .is_some_and(|l| l <= self.small_chunk);
+        if small {
+            self.open_cached(&loc, fo)
+        } else {
+            self.open_streamed(&loc, fo)
+        }
+    }
+
+    fn blob_len(&self, blob: &BlobRef, claimed: Option<u64>) -> io::Result<u64> {
+        match parse_locator(&blob.locator) {
+            Some(l) if l.file_offset.is_some() => Ok(l.size),
+            _ => claimed.ok_or_else(|| bad(format!("not a Cyrus blob locator: {}", blob.locator))),
+        }
+    }
+}
+
+impl CyrusReader {
+    /// A message of a small chunk: the chunk is decompressed whole, once,
+    /// and kept in the byte-bounded cache.
+    fn open_cached(&self, loc: &Locator<'_>, fo: u64) -> io::Result<Box<dyn Read + Send>> {
         let chunk = self.chunk(loc.userid, fo)?;
         let start = match loc.offset {
             LitOffset::Literal(o) => o as usize,
-            LitOffset::Line(line) => find_literal(&chunk.data, line as usize, loc.guid)
-                .ok_or_else(|| {
+            LitOffset::Line(line) => {
+                // Literal by literal, as the streamed path does: a damaged
+                // later literal does not hide the earlier ones.
+                let mut cur = io::Cursor::new(chunk.data.get(line as usize..).unwrap_or(&[]));
+                seek_literal(&mut cur, loc.guid).map_err(|e| {
                     bad(match &chunk.damage {
-                        Some(d) => format!("message {}: its chunk is damaged ({d})", loc.guid),
-                        None => format!("message {} not found in its APPLY MESSAGE line", loc.guid),
+                        Some(d) => format!("message {}: its chunk is damaged ({d}; {e})", loc.guid),
+                        None => e.to_string(),
                     })
-                })?,
+                })?;
+                line as usize + cur.position() as usize
+            }
             LitOffset::Unknown => {
                 return Err(bad(format!(
                     "message {} is not in the backup data file",
@@ -622,16 +701,14 @@ impl BackupReader for CyrusReader {
             .min(chunk.data.len())
             .max(start.min(chunk.data.len()));
         let start = start.min(chunk.data.len());
-        let error = if let Some(d) = &chunk.damage {
-            Some(bad(format!(
-                "message {}: its chunk is damaged ({d})",
-                loc.guid
-            )))
-        } else if want_end > chunk.data.len() {
-            Some(bad(format!(
-                "message {}: chunk ends before the message does",
-                loc.guid
-            )))
+        // A damaged chunk still serves the messages that decompressed
+        // completely before the damage: their SHA-1 (the GUID) proves them,
+        // as in the streamed path.
+        let error = if want_end > chunk.data.len() {
+            Some(bad(match &chunk.damage {
+                Some(d) => format!("message {}: its chunk is damaged ({d})", loc.guid),
+                None => format!("message {}: chunk ends before the message does", loc.guid),
+            }))
         } else {
             let digest = hex(&Sha1::digest(&chunk.data[start..want_end]));
             (!digest.eq_ignore_ascii_case(loc.guid)).then(|| {
@@ -649,21 +726,166 @@ impl BackupReader for CyrusReader {
         }))
     }
 
-    fn blob_len(&self, blob: &BlobRef, claimed: Option<u64>) -> io::Result<u64> {
-        match parse_locator(&blob.locator) {
-            Some(l) if l.file_offset.is_some() => Ok(l.size),
-            _ => claimed.ok_or_else(|| bad(format!("not a Cyrus blob locator: {}", blob.locator))),
+    /// A message streamed out of its chunk: the member is decompressed from
+    /// its start only as far as the message's end, and only the message's
+    /// bytes are handed out; memory does not grow with the chunk or the
+    /// message.
+    fn open_streamed(&self, loc: &Locator<'_>, fo: u64) -> io::Result<Box<dyn Read + Send>> {
+        let file = File::open(self.data_file(loc.userid)?)?;
+        let damaged = |e: io::Error| {
+            if e.kind() == io::ErrorKind::InvalidData {
+                bad(format!("message {}: its chunk is damaged ({e})", loc.guid))
+            } else {
+                e
+            }
+        };
+        let mut s = MemberStream::open(file, fo).map_err(damaged)?;
+        match loc.offset {
+            LitOffset::Literal(o) => s.skip(o).map_err(damaged)?,
+            LitOffset::Line(line) => {
+                s.skip(line).map_err(damaged)?;
+                seek_literal(&mut s, loc.guid).map_err(damaged)?;
+            }
+            LitOffset::Unknown => {
+                return Err(bad(format!(
+                    "message {} is not in the backup data file",
+                    loc.guid
+                )))
+            }
         }
+        Ok(Box::new(BlobStream {
+            stream: s,
+            left: loc.size,
+            sha: Sha1::new(),
+            guid: loc.guid.to_string(),
+            checked: false,
+        }))
     }
 }
 
-/// Offset of the literal of `guid` in the `APPLY MESSAGE` line at `line`.
-fn find_literal(data: &[u8], line: usize, guid: &str) -> Option<usize> {
-    let (l, _) = dlist::parse_line(data, line).ok()?;
-    l?.value.items().iter().find_map(|v| match v {
-        dlist::Value::File { guid: g, start, .. } if g.eq_ignore_ascii_case(guid) => Some(*start),
-        _ => None,
-    })
+/// `size` bytes of a message out of a member stream, then the SHA-1 check.
+struct BlobStream {
+    stream: MemberStream,
+    left: u64,
+    sha: Sha1,
+    guid: String,
+    checked: bool,
+}
+
+impl Read for BlobStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left > 0 {
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            let want = buf
+                .len()
+                .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+            let n = self.stream.read(&mut buf[..want]).map_err(|e| {
+                if e.kind() == io::ErrorKind::InvalidData {
+                    bad(format!("message {}: its chunk is damaged ({e})", self.guid))
+                } else {
+                    e
+                }
+            })?;
+            if n == 0 {
+                return Err(bad(format!(
+                    "message {}: chunk ends before the message does",
+                    self.guid
+                )));
+            }
+            self.sha.update(&buf[..n]);
+            self.left -= n as u64;
+            return Ok(n);
+        }
+        if !self.checked {
+            self.checked = true;
+            let digest = hex(&std::mem::take(&mut self.sha).finalize());
+            if !digest.eq_ignore_ascii_case(&self.guid) {
+                return Err(bad(format!(
+                    "message {}: SHA-1 of the stored bytes is {digest} (digest mismatch)",
+                    self.guid
+                )));
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// A forward-only byte source that can skip cheaply.
+trait Skip: Read {
+    fn skip_bytes(&mut self, n: u64) -> io::Result<()>;
+}
+
+impl Skip for MemberStream {
+    fn skip_bytes(&mut self, n: u64) -> io::Result<()> {
+        self.skip(n)
+    }
+}
+
+impl Skip for io::Cursor<&[u8]> {
+    fn skip_bytes(&mut self, n: u64) -> io::Result<()> {
+        let to = self.position().saturating_add(n);
+        if to > self.get_ref().len() as u64 {
+            return Err(bad("chunk ends inside a message literal".into()));
+        }
+        self.set_position(to);
+        Ok(())
+    }
+}
+
+/// With `s` at the start of an `APPLY MESSAGE` line, move it to the first
+/// byte of the literal of `guid`, skipping the other literals of the line.
+fn seek_literal<S: Skip>(s: &mut S, guid: &str) -> io::Result<()> {
+    fn byte<S: Read>(s: &mut S) -> io::Result<u8> {
+        let mut b = [0u8; 1];
+        match s.read(&mut b)? {
+            0 => Err(bad("chunk ends inside an APPLY MESSAGE line".into())),
+            _ => Ok(b[0]),
+        }
+    }
+    let not_found = || {
+        bad(format!(
+            "message {guid} not found in its APPLY MESSAGE line"
+        ))
+    };
+    // `<ts> APPLY MESSAGE (`
+    let mut n = 0;
+    while byte(s)? != b'(' {
+        n += 1;
+        if n > 256 {
+            return Err(not_found());
+        }
+    }
+    loop {
+        match byte(s)? {
+            b' ' => continue,
+            b'%' => {}
+            _ => return Err(not_found()),
+        }
+        if byte(s)? != b'{' {
+            return Err(not_found());
+        }
+        let mut head = Vec::new();
+        loop {
+            match byte(s)? {
+                b'}' => break,
+                c if head.len() < 1024 => head.push(c),
+                _ => return Err(not_found()),
+            }
+        }
+        if byte(s)? != b'\r' || byte(s)? != b'\n' {
+            return Err(not_found());
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let mut words = head.split_ascii_whitespace();
+        let (_part, g, size) = (words.next(), words.next(), words.next());
+        let size: u64 = size.and_then(|x| x.parse().ok()).ok_or_else(not_found)?;
+        if g.is_some_and(|g| g.eq_ignore_ascii_case(guid)) {
+            return Ok(());
+        }
+        s.skip_bytes(size)?;
+    }
 }
 
 fn hex(b: &[u8]) -> String {
