@@ -693,8 +693,9 @@ impl MailFs {
                     _ if history_deleted => 0,
                     Ok(Content::Blob(_, size)) => size,
                     Ok(Content::Bytes(b)) => b.len() as u64,
+                    Ok(Content::Empty) => 0,
                     // A broken item stays listed, with its claimed size.
-                    Ok(Content::Empty) | Err(_) => row.size.unwrap_or(0),
+                    Err(_) => row.size.unwrap_or(0),
                 };
                 let mtime = match row.kind {
                     ItemKind::Contact => row.start,
