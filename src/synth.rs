@@ -87,6 +87,27 @@ struct BackupWriter {
     offload: Option<mpsc::SyncSender<(String, Vec<u8>)>>,
 }
 
+/// Append one gzip member holding `data` to `out`, with a reused deflate
+/// state. The header has no name and no time stamp (deterministic output).
+fn gzip_member(z: &mut flate2::Compress, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    z.reset();
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+    let start_in = z.total_in();
+    loop {
+        out.reserve(data.len() / 2 + 1024);
+        let used = (z.total_in() - start_in) as usize;
+        let st = z.compress_vec(&data[used..], out, flate2::FlushCompress::Finish)?;
+        if st == flate2::Status::StreamEnd {
+            break;
+        }
+    }
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    Ok(())
+}
+
 /// Compress and write blobs handed over by [`BackupWriter::blob_owned`].
 fn blob_worker(
     root: &Path,
@@ -95,15 +116,17 @@ fn blob_worker(
 ) -> Result<()> {
     let mut made = HashSet::new();
     let mut buf = Vec::new();
+    // One deflate state reused for every blob: setting one up per blob
+    // (allocating and clearing its tables) costs more than compressing a
+    // small message.
+    let mut z = flate2::Compress::new(level, false);
     for (digest, data) in rx {
         let d = root.join("items").join(&digest[..2]);
         if made.insert(d.clone()) {
             fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
         }
         buf.clear();
-        let mut e = GzEncoder::new(buf, level);
-        e.write_all(&data)?;
-        buf = e.finish()?;
+        gzip_member(&mut z, &data, &mut buf)?;
         let p = d.join(&digest);
         fs::write(&p, &buf).with_context(|| format!("cannot write {}", p.display()))?;
     }
@@ -1629,12 +1652,13 @@ Content-Disposition: attachment; filename=\"data.bin\"\r\nContent-Transfer-Encod
             );
             let mut data = Vec::with_capacity(raw);
             while data.len() < raw {
-                let start = rng.below(self.corpus.len() as u64) as usize;
+                // Whole lines, so that base64 keeps the text's repetitions.
+                let start = rng.below((self.corpus.len() / 72) as u64) as usize * 72;
                 let n = (raw - data.len()).min(self.corpus.len() - start);
                 data.extend_from_slice(&self.corpus[start..start + n]);
             }
             // Some incompressible bytes, as real attachments have.
-            for b in data.iter_mut().step_by(8) {
+            for b in data.iter_mut().step_by(61) {
                 *b = rng.next_u64() as u8;
             }
             base64_lines(&mut m, &data);
