@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
@@ -82,6 +83,54 @@ struct BackupWriter {
     gz_buf: Vec<u8>,
     blob_count: usize,
     blob_bytes: u64,
+    /// When set, new blobs are compressed and written by another thread.
+    offload: Option<mpsc::SyncSender<(String, Vec<u8>)>>,
+}
+
+/// Append one gzip member holding `data` to `out`, with a reused deflate
+/// state. The header has no name and no time stamp (deterministic output).
+fn gzip_member(z: &mut flate2::Compress, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    z.reset();
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+    let start_in = z.total_in();
+    loop {
+        out.reserve(data.len() / 2 + 1024);
+        let used = (z.total_in() - start_in) as usize;
+        let st = z.compress_vec(&data[used..], out, flate2::FlushCompress::Finish)?;
+        if st == flate2::Status::StreamEnd {
+            break;
+        }
+    }
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Compress and write blobs handed over by [`BackupWriter::blob_owned`].
+fn blob_worker(
+    root: &Path,
+    level: Compression,
+    rx: mpsc::Receiver<(String, Vec<u8>)>,
+) -> Result<()> {
+    let mut made = HashSet::new();
+    let mut buf = Vec::new();
+    // One deflate state reused for every blob: setting one up per blob
+    // (allocating and clearing its tables) costs more than compressing a
+    // small message.
+    let mut z = flate2::Compress::new(level, false);
+    for (digest, data) in rx {
+        let d = root.join("items").join(&digest[..2]);
+        if made.insert(d.clone()) {
+            fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        buf.clear();
+        gzip_member(&mut z, &data, &mut buf)?;
+        let p = d.join(&digest);
+        fs::write(&p, &buf).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
 }
 
 impl BackupWriter {
@@ -97,6 +146,7 @@ impl BackupWriter {
             gz_buf: Vec::new(),
             blob_count: 0,
             blob_bytes: 0,
+            offload: None,
         })
     }
 
@@ -155,6 +205,23 @@ impl BackupWriter {
             self.gz_buf = gz;
             self.blob_count += 1;
             self.blob_bytes += data.len() as u64;
+        }
+        Ok(digest)
+    }
+
+    /// Like [`BackupWriter::blob`], but hands the bytes to the blob worker
+    /// when there is one.
+    fn blob_owned(&mut self, data: Vec<u8>) -> Result<String> {
+        let Some(tx) = &self.offload else {
+            return self.blob(&data);
+        };
+        let digest = blob_digest(&data);
+        if self.blobs.insert(digest.clone()) {
+            self.blob_count += 1;
+            self.blob_bytes += data.len() as u64;
+            if tx.send((digest.clone(), data)).is_err() {
+                bail!("the blob writer stopped");
+            }
         }
         Ok(digest)
     }
@@ -1516,7 +1583,7 @@ fn corpus(rng: &mut Rng, lines: usize) -> Vec<u8> {
 fn message_size(rng: &mut Rng) -> usize {
     // Approximately normal: sum of 4 uniforms, centred, unit variance.
     let z = ((0..4).map(|_| rng.unit()).sum::<f64>() - 2.0) * 3f64.sqrt();
-    let s = 8192.0 * (1.1 * z).exp();
+    let s = 8192.0 * (0.75 * z).exp();
     let s = if rng.chance(0.005) { s * 40.0 } else { s };
     s.clamp(700.0, 4.0 * 1024.0 * 1024.0) as usize
 }
@@ -1585,12 +1652,13 @@ Content-Disposition: attachment; filename=\"data.bin\"\r\nContent-Transfer-Encod
             );
             let mut data = Vec::with_capacity(raw);
             while data.len() < raw {
-                let start = rng.below(self.corpus.len() as u64) as usize;
+                // Whole lines, so that base64 keeps the text's repetitions.
+                let start = rng.below((self.corpus.len() / 72) as u64) as usize * 72;
                 let n = (raw - data.len()).min(self.corpus.len() - start);
                 data.extend_from_slice(&self.corpus[start..start + n]);
             }
             // Some incompressible bytes, as real attachments have.
-            for b in data.iter_mut().step_by(3) {
+            for b in data.iter_mut().step_by(61) {
                 *b = rng.next_u64() as u8;
             }
             base64_lines(&mut m, &data);
@@ -1607,6 +1675,23 @@ Content-Disposition: attachment; filename=\"data.bin\"\r\nContent-Transfer-Encod
 /// all accounts) and compressed with the fastest gzip level.
 pub fn write_generated(dir: &Path, opts: &GenOptions) -> Result<GenInfo> {
     let mut w = BackupWriter::new(dir, Compression::fast())?;
+    // Compression and blob writes run on a second thread.
+    std::thread::scope(|s| {
+        let (tx, rx) = mpsc::sync_channel(64);
+        let worker = s.spawn(|| blob_worker(dir, Compression::fast(), rx));
+        w.offload = Some(tx);
+        let made = generate(&mut w, dir, opts);
+        w.offload = None;
+        let written = worker
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the blob writer panicked")));
+        let info = made?;
+        written?;
+        Ok(info)
+    })
+}
+
+fn generate(w: &mut BackupWriter, dir: &Path, opts: &GenOptions) -> Result<GenInfo> {
     let mut rng = Rng::new(opts.seed);
     let mut f = MessageFactory {
         corpus: corpus(&mut rng, 4096),
@@ -1639,8 +1724,9 @@ pub fn write_generated(dir: &Path, opts: &GenOptions) -> Result<GenInfo> {
             &format!("news.{i}@example.com"),
             12_000,
         );
-        let d = w.blob(&f.buf)?;
-        newsletters.push((d, f.buf.len(), date, subject));
+        let len = f.buf.len();
+        let d = w.blob_owned(f.buf.clone())?;
+        newsletters.push((d, len, date, subject));
     }
 
     for a in 0..opts.accounts {
@@ -1705,13 +1791,14 @@ pub fn write_generated(dir: &Path, opts: &GenOptions) -> Result<GenInfo> {
                         &format!("{id}.{a}.{}@gen.example.com", opts.seed),
                         size,
                     );
-                    let d = w.blob(&f.buf)?;
+                    let len = f.buf.len();
+                    let d = w.blob_owned(std::mem::take(&mut f.buf))?;
                     blob_state(
                         "message",
                         at,
                         folder,
                         &d,
-                        f.buf.len(),
+                        len,
                         at - 2000,
                         flags,
                         &subject,
@@ -1772,13 +1859,14 @@ pub fn write_generated(dir: &Path, opts: &GenOptions) -> Result<GenInfo> {
                     b"Content-Type: text/calendar; charset=utf-8; method=REQUEST\r\n\r\n",
                 );
                 m.extend_from_slice(format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:{id}.{a}@gen\r\nSUMMARY:Meeting {id}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n").as_bytes());
-                let d = w.blob(&m)?;
+                let len = m.len();
+                let d = w.blob_owned(m)?;
                 states.push(blob_state(
                     "appointment",
                     at,
                     10,
                     &d,
-                    m.len(),
+                    len,
                     at,
                     0,
                     &format!("Meeting {id}"),
@@ -1792,10 +1880,11 @@ pub fn write_generated(dir: &Path, opts: &GenOptions) -> Result<GenInfo> {
                     let n = (size - doc.len()).min(f.corpus.len() - start);
                     doc.extend_from_slice(&f.corpus[start..start + n]);
                 }
-                let d = w.blob(&doc)?;
+                let len = doc.len();
+                let d = w.blob_owned(doc)?;
                 states.push(
                     json!({"type": "document", "start_date": at, "folder_id": 16,
-                    "name": format!("document-{id}.pdf"), "digest": d, "size": doc.len(),
+                    "name": format!("document-{id}.pdf"), "digest": d, "size": len,
                     "date": at, "flags": 0, "tags": []}),
                 );
             }

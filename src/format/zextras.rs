@@ -446,9 +446,26 @@ fn item_from_bytes(id: ItemId, label: &str, path: &Path, bytes: &[u8]) -> Item {
     item
 }
 
-fn read_item_file(id: ItemId, label: &str, path: &Path) -> Item {
-    match fs::read(path) {
-        Ok(bytes) => item_from_bytes(id, label, path, &bytes),
+/// Read the metadata file `name` of the directory `dir` (opened as `dir_fd`)
+/// into `buf`, and make it an item.
+fn read_item_file(
+    id: ItemId,
+    label: &str,
+    dir: &Path,
+    dir_fd: Option<&fs::File>,
+    name: &str,
+    buf: &mut Vec<u8>,
+) -> Item {
+    let path = dir.join(name);
+    let read = match dir_fd {
+        Some(d) => read_at(d, name, buf),
+        None => fs::File::open(&path).and_then(|mut f| {
+            buf.clear();
+            f.read_to_end(buf).map(drop)
+        }),
+    };
+    match read {
+        Ok(()) => item_from_bytes(id, label, &path, buf),
         Err(e) => Item {
             id,
             label: label.to_string(),
@@ -541,7 +558,37 @@ fn is_file_entry(e: &fs::DirEntry) -> bool {
 }
 
 /// Read every item file of one directory, sending each item.
+/// Read the file `name` of the open directory `dir` into `buf`.
+///
+/// `openat` on the directory rather than `open` of a full path: the kernel
+/// walks one component instead of seven, and no `statx` is spent on a size
+/// hint (the buffer is reused). This is most of the time of a catalogue build.
+fn read_at(dir: &fs::File, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in file name"))?;
+    // SAFETY: `dir` is an open descriptor and `c` a NUL-terminated string
+    // that outlives the call.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+    let mut f = unsafe { fs::File::from_raw_fd(fd) };
+    buf.clear();
+    f.read_to_end(buf)?;
+    Ok(())
+}
+
 fn read_work_dir(w: &WorkDir, tx: &mpsc::SyncSender<Msg>) -> bool {
+    let dir_fd = fs::File::open(&w.path).ok();
+    let mut buf = Vec::with_capacity(16 * 1024);
     let rd = match fs::read_dir(&w.path) {
         Ok(rd) => rd,
         Err(e) => {
@@ -569,7 +616,8 @@ fn read_work_dir(w: &WorkDir, tx: &mpsc::SyncSender<Msg>) -> bool {
             if !is_drive_name(name) || !is_file_entry(&e) {
                 continue;
             }
-            let mut item = read_item_file(drive_item_id(name), name, &e.path());
+            let id = drive_item_id(name);
+            let mut item = read_item_file(id, name, &w.path, dir_fd.as_ref(), name, &mut buf);
             adapt_drive_item(&mut item);
             item
         } else {
@@ -579,7 +627,8 @@ fn read_work_dir(w: &WorkDir, tx: &mpsc::SyncSender<Msg>) -> bool {
             let Ok(id) = name.parse::<ItemId>() else {
                 continue;
             };
-            read_item_file(id, &id.to_string(), &e.path())
+            let label = id.to_string();
+            read_item_file(id, &label, &w.path, dir_fd.as_ref(), name, &mut buf)
         };
         if tx.send(Msg::Item(item, w.drive)).is_err() {
             return false;

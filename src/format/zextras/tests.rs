@@ -482,6 +482,13 @@ fn blob_uncompressed_multimember_lasttwo_slash() {
 }
 
 fn damaged(stored: Vec<u8>, c: &[u8], want: &str) {
+    damaged_as(stored, c, want, true)
+}
+
+/// `prefix`: the bytes handed out before the error must be a prefix of the
+/// content (not so for a corrupt deflate stream, which may decode to
+/// garbage before the damage is detectable).
+fn damaged_as(stored: Vec<u8>, c: &[u8], want: &str, prefix: bool) {
     let fx = Fx::new();
     let d = blob_digest(c);
     fx.blob_raw(&d, &d[..2], &stored);
@@ -496,7 +503,7 @@ fn damaged(stored: Vec<u8>, c: &[u8], want: &str) {
     assert!(msg.contains(want), "{msg} lacks {want}");
     assert!(msg.contains(&d), "{msg} lacks the path");
     assert!(
-        c.starts_with(&got),
+        !prefix || c.starts_with(&got),
         "bytes handed out are a prefix of the content"
     );
 }
@@ -526,7 +533,7 @@ fn blob_damage_kinds() {
     for b in &mut x[20..40] {
         *b = 0xff;
     }
-    damaged(x, &c, "gzip");
+    damaged_as(x, &c, "corrupt gzip", false);
     // digest mismatch
     let mut other = c.clone();
     other[0] = b'X';
