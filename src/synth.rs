@@ -368,6 +368,9 @@ const SYSTEM_FOLDERS: &[(ItemId, ItemId, &str)] = &[
 // ---------------------------------------------------------------------------
 // The README sample
 
+/// `YYYY-MM-DD` days with changes, by account key.
+type DaysByAccount = BTreeMap<String, Vec<String>>;
+
 /// An account of the sample.
 #[derive(Clone, Debug)]
 pub struct SampleAccount {
@@ -559,7 +562,8 @@ impl SampleBuilder {
         Ok(st)
     }
 
-    fn finish(mut self) -> Result<(Vec<SampleItem>, BTreeMap<String, Vec<String>>)> {
+    /// The items written, and each account's days with changes.
+    fn finish(mut self) -> Result<(Vec<SampleItem>, DaysByAccount)> {
         let mut out = Vec::new();
         let mut days: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (acc, items) in &self.items {
