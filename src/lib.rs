@@ -14,6 +14,7 @@ pub mod fs;
 pub mod fuse;
 pub mod model;
 pub mod mount;
+pub mod mutf7;
 pub mod restore;
 pub mod synth;
 pub mod timeline;

@@ -16,8 +16,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 
+use crate::mutf7;
 use crate::restore::target::{ImapSpec, TlsMode};
-use crate::restore::utf7;
 
 enum Stream {
     Plain(TcpStream),
@@ -553,7 +553,7 @@ fn parse_list(u: &Untagged) -> Result<Option<ListedMailbox>> {
     Ok(Some(ListedMailbox {
         attributes: attrs.iter().filter_map(Value::text).collect(),
         delimiter: delim.text().and_then(|d| d.chars().next()),
-        name: utf7::decode(&raw_name).unwrap_or_else(|| raw_name.clone()),
+        name: mutf7::decode_lossy(&raw_name),
         raw_name,
     }))
 }

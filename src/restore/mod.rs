@@ -4,4 +4,3 @@
 
 pub mod imap;
 pub mod target;
-pub mod utf7;

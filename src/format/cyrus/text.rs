@@ -3,45 +3,9 @@
 
 use base64::Engine;
 
-/// Decode an IMAP modified UTF-7 name; invalid sequences are kept as they are.
+/// Decode an IMAP modified UTF-7 mailbox name (invalid ones stay as they are).
 pub fn decode_mutf7(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let Some(end) = after.find('-') else {
-            out.push_str(&rest[i..]);
-            return out;
-        };
-        let enc = &after[..end];
-        if enc.is_empty() {
-            out.push('&');
-        } else {
-            match decode_b64_utf16(enc) {
-                Some(t) => out.push_str(&t),
-                None => out.push_str(&rest[i..i + 1 + end + 1]),
-            }
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn decode_b64_utf16(enc: &str) -> Option<String> {
-    let std = enc.replace(',', "/");
-    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(std.trim_end_matches('='))
-        .ok()?;
-    if bytes.len() % 2 != 0 {
-        return None;
-    }
-    let units: Vec<u16> = bytes
-        .chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-        .collect();
-    String::from_utf16(&units).ok()
+    crate::mutf7::decode_lossy(s)
 }
 
 /// The unfolded value of the first `Subject:` header of a message, decoded

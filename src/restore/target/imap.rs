@@ -32,8 +32,8 @@ use super::{
     RestoreMessage, Target,
 };
 use crate::model::Millis;
+use crate::mutf7;
 use crate::restore::imap::ImapClient;
-use crate::restore::utf7;
 
 const SYSTEM_FLAGS: [&str; 5] = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"];
 
@@ -82,7 +82,7 @@ impl ImapTarget {
             if i == 0 && self.prefix.is_empty() && c.as_str() == "INBOX" {
                 name.push_str("INBOX");
             } else {
-                name.push_str(&utf7::encode(&c.replace(&delim, "_")));
+                name.push_str(&mutf7::encode(&c.replace(&delim, "_")));
             }
             names.push(name.clone());
         }

@@ -34,7 +34,7 @@ use super::{
     check_root, clean_folder, dedup_key, header_value, keywords, known, usable_digest,
     AppendOutcome, FolderPath, KeySet, RestoreMessage, Target,
 };
-use crate::restore::utf7;
+use crate::mutf7;
 
 /// Maildir letters for system flags, in ASCII order.
 const SYSTEM_LETTERS: [(&str, char); 6] = [
@@ -243,7 +243,7 @@ pub fn escape_component(c: &str) -> String {
             _ => esc.push(ch),
         }
     }
-    utf7::encode(&esc)
+    mutf7::encode(&esc)
 }
 
 fn escape_digest(d: &str) -> String {

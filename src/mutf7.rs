@@ -96,3 +96,9 @@ mod tests {
         assert_eq!(decode("&bad"), None);
     }
 }
+
+/// Decode a name, keeping it as it is when it is not valid modified UTF-7
+/// (a backup may hold names written by other software).
+pub fn decode_lossy(name: &str) -> String {
+    decode(name).unwrap_or_else(|| name.to_string())
+}
