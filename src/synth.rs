@@ -490,6 +490,9 @@ pub const SAMPLE_JOHN: &str = "4a217bb3-6861-4c9f-80f8-f345ae2897b5";
 pub const SAMPLE_ANNA: &str = "9b2c4d6e-1f3a-4b5c-8d7e-9f0a1b2c3d4e";
 pub const SAMPLE_OLD: &str = "7d1e3c55-9a0b-4c2d-8e6f-0123456789ab";
 
+/// Account key -> sorted UTC days with changes.
+type DaysByAccount = BTreeMap<String, Vec<String>>;
+
 /// Collects items' states in memory, then writes them and derives the facts.
 struct SampleBuilder {
     w: BackupWriter,
@@ -559,7 +562,8 @@ impl SampleBuilder {
         Ok(st)
     }
 
-    fn finish(mut self) -> Result<(Vec<SampleItem>, BTreeMap<String, Vec<String>>)> {
+    /// Write every item; answer the items' facts and each account's days.
+    fn finish(mut self) -> Result<(Vec<SampleItem>, DaysByAccount)> {
         let mut out = Vec::new();
         let mut days: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (acc, items) in &self.items {
@@ -2024,6 +2028,10 @@ mod tests {
     fn sample_reads_back() {
         let d = tempfile::tempdir().unwrap();
         let info = write_sample(d.path()).unwrap();
+        assert_eq!(
+            crate::format::detect(d.path()).unwrap(),
+            crate::format::FormatChoice::Zextras
+        );
         let r = ZextrasReader::open(d.path()).unwrap();
         assert_eq!(r.list_accounts().unwrap().len(), 3);
         for a in &info.accounts {

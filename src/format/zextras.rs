@@ -1069,6 +1069,7 @@ impl BackupReader for ZextrasReader {
             .flatten()
             .filter(|e| e.path().is_dir())
             .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|k| !k.starts_with('.'))
             .collect();
         keys.sort();
         let next = AtomicUsize::new(0);
