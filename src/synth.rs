@@ -2101,6 +2101,32 @@ mod tests {
     }
 
     #[test]
+    fn cli_arguments() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("g").to_string_lossy().into_owned();
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        run_cli(&args(&[
+            "generated",
+            &dir,
+            "--accounts",
+            "1",
+            "--items",
+            "20",
+            "--seed",
+            "3",
+            "--big-folder",
+            "5",
+        ]))
+        .unwrap();
+        let r = ZextrasReader::open(Path::new(&dir)).unwrap();
+        assert_eq!(r.list_accounts().unwrap().len(), 1);
+        assert!(run_cli(&args(&["generated", &dir, "--items"])).is_err());
+        assert!(run_cli(&args(&["generated", &dir, "--bogus", "1"])).is_err());
+        assert!(run_cli(&args(&["nonsense", &dir])).is_err());
+        assert!(run_cli(&args(&["sample"])).is_err());
+    }
+
+    #[test]
     fn tolerance_fixture_reads_as_expected() {
         let d = tempfile::tempdir().unwrap();
         let info = write_tolerance_fixture(d.path()).unwrap();

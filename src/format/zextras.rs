@@ -14,6 +14,19 @@
 //! flat in one synthetic folder [`DRIVE_FOLDER`] named `Drive` under the view
 //! root; that folder is emitted by [`ZextrasReader::read_account`] as a folder
 //! item starting with the earliest drive item state.
+//!
+//! Choices where the format doc leaves room:
+//! - `flags` absent: no IMAP word at all (the doc's default "unread"); an
+//!   explicit `0` or `""` is `\Seen` (the table; the doc's item 339).
+//! - A deleted state without `flags` or `type` takes them from the state
+//!   before it, like its folder.
+//! - `account_info` present without `status`: `active` (`deleted` when it has
+//!   a `deleted_date`); absent or unreadable: `unknown`, and a problem.
+//! - `read_account` hands items to the sink in no particular order (reading
+//!   runs on several threads); each item's states are sorted.
+//! - Blobs: the digest is checked only when it looks like a base64 SHA-256
+//!   (44 characters ending in `=`); a corrupt deflate stream may hand out some
+//!   garbage before its error, as nothing can tell it from data until then.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
