@@ -472,10 +472,7 @@ fn read_item_file(
     let path = dir.join(name);
     let read = match dir_fd {
         Some(d) => read_at(d, name, buf),
-        None => fs::File::open(&path).and_then(|mut f| {
-            buf.clear();
-            f.read_to_end(buf).map(drop)
-        }),
+        None => fs::File::open(&path).and_then(|f| read_capped(f, buf)),
     };
     match read {
         Ok(()) => item_from_bytes(id, label, &path, buf),
@@ -593,9 +590,22 @@ fn read_at(dir: &fs::File, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` was just returned by openat and is owned by nobody else.
-    let mut f = unsafe { fs::File::from_raw_fd(fd) };
+    let f = unsafe { fs::File::from_raw_fd(fd) };
+    read_capped(f, buf)
+}
+
+/// No real item history comes near this; a bigger file is damage.
+const MAX_METADATA: u64 = 64 * 1024 * 1024;
+
+fn read_capped(f: fs::File, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.clear();
-    f.read_to_end(buf)?;
+    f.take(MAX_METADATA + 1).read_to_end(buf)?;
+    if buf.len() as u64 > MAX_METADATA {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {MAX_METADATA} bytes"),
+        ));
+    }
     Ok(())
 }
 
