@@ -368,9 +368,6 @@ const SYSTEM_FOLDERS: &[(ItemId, ItemId, &str)] = &[
 // ---------------------------------------------------------------------------
 // The README sample
 
-/// `YYYY-MM-DD` days with changes, by account key.
-type DaysByAccount = BTreeMap<String, Vec<String>>;
-
 /// An account of the sample.
 #[derive(Clone, Debug)]
 pub struct SampleAccount {
@@ -493,6 +490,9 @@ pub const SAMPLE_JOHN: &str = "4a217bb3-6861-4c9f-80f8-f345ae2897b5";
 pub const SAMPLE_ANNA: &str = "9b2c4d6e-1f3a-4b5c-8d7e-9f0a1b2c3d4e";
 pub const SAMPLE_OLD: &str = "7d1e3c55-9a0b-4c2d-8e6f-0123456789ab";
 
+/// Account key -> sorted UTC days with changes.
+type DaysByAccount = BTreeMap<String, Vec<String>>;
+
 /// Collects items' states in memory, then writes them and derives the facts.
 struct SampleBuilder {
     w: BackupWriter,
@@ -562,7 +562,7 @@ impl SampleBuilder {
         Ok(st)
     }
 
-    /// The items written, and each account's days with changes.
+    /// Write every item; answer the items' facts and each account's days.
     fn finish(mut self) -> Result<(Vec<SampleItem>, DaysByAccount)> {
         let mut out = Vec::new();
         let mut days: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -2028,6 +2028,10 @@ mod tests {
     fn sample_reads_back() {
         let d = tempfile::tempdir().unwrap();
         let info = write_sample(d.path()).unwrap();
+        assert_eq!(
+            crate::format::detect(d.path()).unwrap(),
+            crate::format::FormatChoice::Zextras
+        );
         let r = ZextrasReader::open(d.path()).unwrap();
         assert_eq!(r.list_accounts().unwrap().len(), 3);
         for a in &info.accounts {
@@ -2094,6 +2098,32 @@ mod tests {
         assert_eq!(reunion.title, "Réunion à 10h");
         assert!(String::from_utf8_lossy(reunion.content.as_ref().unwrap())
             .contains("Subject: =?UTF-8?B?"));
+    }
+
+    #[test]
+    fn cli_arguments() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("g").to_string_lossy().into_owned();
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        run_cli(&args(&[
+            "generated",
+            &dir,
+            "--accounts",
+            "1",
+            "--items",
+            "20",
+            "--seed",
+            "3",
+            "--big-folder",
+            "5",
+        ]))
+        .unwrap();
+        let r = ZextrasReader::open(Path::new(&dir)).unwrap();
+        assert_eq!(r.list_accounts().unwrap().len(), 1);
+        assert!(run_cli(&args(&["generated", &dir, "--items"])).is_err());
+        assert!(run_cli(&args(&["generated", &dir, "--bogus", "1"])).is_err());
+        assert!(run_cli(&args(&["nonsense", &dir])).is_err());
+        assert!(run_cli(&args(&["sample"])).is_err());
     }
 
     #[test]

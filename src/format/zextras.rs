@@ -14,6 +14,19 @@
 //! flat in one synthetic folder [`DRIVE_FOLDER`] named `Drive` under the view
 //! root; that folder is emitted by [`ZextrasReader::read_account`] as a folder
 //! item starting with the earliest drive item state.
+//!
+//! Choices where the format doc leaves room:
+//! - `flags` absent: no IMAP word at all (the doc's default "unread"); an
+//!   explicit `0` or `""` is `\Seen` (the table; the doc's item 339).
+//! - A deleted state without `flags` or `type` takes them from the state
+//!   before it, like its folder.
+//! - `account_info` present without `status`: `active` (`deleted` when it has
+//!   a `deleted_date`); absent or unreadable: `unknown`, and a problem.
+//! - `read_account` hands items to the sink in no particular order (reading
+//!   runs on several threads); each item's states are sorted.
+//! - Blobs: the digest is checked only when it looks like a base64 SHA-256
+//!   (44 characters ending in `=`); a corrupt deflate stream may hand out some
+//!   garbage before its error, as nothing can tell it from data until then.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -459,10 +472,7 @@ fn read_item_file(
     let path = dir.join(name);
     let read = match dir_fd {
         Some(d) => read_at(d, name, buf),
-        None => fs::File::open(&path).and_then(|mut f| {
-            buf.clear();
-            f.read_to_end(buf).map(drop)
-        }),
+        None => fs::File::open(&path).and_then(|f| read_capped(f, buf)),
     };
     match read {
         Ok(()) => item_from_bytes(id, label, &path, buf),
@@ -580,9 +590,22 @@ fn read_at(dir: &fs::File, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` was just returned by openat and is owned by nobody else.
-    let mut f = unsafe { fs::File::from_raw_fd(fd) };
+    let f = unsafe { fs::File::from_raw_fd(fd) };
+    read_capped(f, buf)
+}
+
+/// No real item history comes near this; a bigger file is damage.
+const MAX_METADATA: u64 = 64 * 1024 * 1024;
+
+fn read_capped(f: fs::File, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.clear();
-    f.read_to_end(buf)?;
+    f.take(MAX_METADATA + 1).read_to_end(buf)?;
+    if buf.len() as u64 > MAX_METADATA {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {MAX_METADATA} bytes"),
+        ));
+    }
     Ok(())
 }
 
@@ -730,10 +753,19 @@ fn account_signature(dir: &Path) -> String {
     sig.finish()
 }
 
+/// Threads that read metadata: twice the cores (at least 4, at most 8), so
+/// that reads waiting on a cold disk overlap; parsing is cheap next to them.
+/// Overridable with `MAILBACKFS_READ_THREADS`.
 fn worker_count() -> usize {
+    if let Some(n) = std::env::var("MAILBACKFS_READ_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        return n.clamp(1, 64);
+    }
     std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 4)
+        .map_or(2, |n| n.get() * 2)
+        .clamp(4, 8)
 }
 
 // ---------------------------------------------------------------------------
@@ -1060,6 +1092,7 @@ impl BackupReader for ZextrasReader {
             .flatten()
             .filter(|e| e.path().is_dir())
             .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|k| !k.starts_with('.'))
             .collect();
         keys.sort();
         let next = AtomicUsize::new(0);
