@@ -262,7 +262,11 @@ pub fn run(reader: &dyn BackupReader, opts: &CheckOptions) -> Result<Report> {
             .chain(account.aliases.iter().map(|s| s.as_str()))
             .collect();
         if !wanted.is_empty() {
-            let hits: Vec<&str> = names.iter().copied().filter(|n| wanted.contains(n)).collect();
+            let hits: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| wanted.contains(n))
+                .collect();
             if hits.is_empty() {
                 continue;
             }
@@ -334,9 +338,7 @@ pub fn run(reader: &dyn BackupReader, opts: &CheckOptions) -> Result<Report> {
     let verdicts = verdicts.into_inner().unwrap();
     let mut blob_bytes = 0u64;
     for (u, verdict) in uses.iter().zip(verdicts) {
-        let path = reader
-            .blob_path(&u.blob)
-            .map(|p| p.display().to_string());
+        let path = reader.blob_path(&u.blob).map(|p| p.display().to_string());
         let mut refs = u.refs.clone();
         refs.sort();
         refs.dedup();

@@ -41,7 +41,9 @@ impl DateChoice {
         if let Some(t) = crate::format::zextras::parse_timestamp_str(s) {
             return Ok(DateChoice::At(t));
         }
-        bail!("--date {s:?}: expected all, last, YYYY-MM-DD or an instant like 2013-07-12T15:03:00Z")
+        bail!(
+            "--date {s:?}: expected all, last, YYYY-MM-DD or an instant like 2013-07-12T15:03:00Z"
+        )
     }
 }
 
@@ -102,7 +104,9 @@ pub fn find_account(catalog: &Catalog, account: &str) -> Result<AccountRow> {
                 .find(|a| a.name.eq_ignore_ascii_case(account))
         })
         .cloned()
-        .with_context(|| format!("no account {account:?} in the backup (try `mailbackfs accounts`)"))
+        .with_context(|| {
+            format!("no account {account:?} in the backup (try `mailbackfs accounts`)")
+        })
 }
 
 /// Look an item up and describe its states.
@@ -133,7 +137,11 @@ pub fn get_item(
     let all = rows.len();
     let selected: Vec<(usize, StateRow)> = match date {
         DateChoice::All => rows.into_iter().enumerate().collect(),
-        DateChoice::Last => rows.into_iter().enumerate().skip(all.saturating_sub(1)).collect(),
+        DateChoice::Last => rows
+            .into_iter()
+            .enumerate()
+            .skip(all.saturating_sub(1))
+            .collect(),
         DateChoice::At(t) => {
             let found: Vec<(usize, StateRow)> = rows
                 .into_iter()

@@ -56,7 +56,9 @@ fn message(id: i64, len: usize) -> Vec<u8> {
          Message-ID: <item.{id}@example.com>\r\nDate: Mon, 15 Jul 2013 14:53:20 +0000\r\n\r\n"
     )
     .into_bytes();
-    let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"];
+    let words = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+    ];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ id as u64;
     let mut line = 0;
     while m.len() < len {
@@ -140,7 +142,11 @@ fn plant(backup: &Path, id: i64, content: &[u8], raw: Option<&[u8]>) -> String {
     if let Some(raw) = raw {
         write_blob(backup, &d, raw);
     }
-    write_meta(backup, id, &format!("[{}]", state(id, T0, &d, content.len())));
+    write_meta(
+        backup,
+        id,
+        &format!("[{}]", state(id, T0, &d, content.len())),
+    );
     d
 }
 
@@ -189,7 +195,11 @@ fn corpus() -> Corpus {
     other_bytes[100] ^= 1; // same length: only the digest can tell
     plant(&backup, 9006, &c6, Some(&gzip(&other_bytes)));
 
-    write_meta(&backup, 9007, "[{\"id\": 9007, \"type\": \"message\", \"start_date\": ");
+    write_meta(
+        &backup,
+        9007,
+        "[{\"id\": 9007, \"type\": \"message\", \"start_date\": ",
+    );
 
     let orphan_content = message(9999, 2000);
     let orphan = blob_digest(&orphan_content);
@@ -311,7 +321,10 @@ fn broken_items_through_the_mount() {
         assert!(!now.contains(&name), "{name} not listed");
     }
     let healthy = inbox.join(format!("{}.salvaged", listed(&inbox, 9001)));
-    assert_eq!(std::fs::metadata(&healthy).unwrap().len(), c.big.len() as u64);
+    assert_eq!(
+        std::fs::metadata(&healthy).unwrap().len(),
+        c.big.len() as u64
+    );
 
     let salvaged = |id: i64| {
         let p = inbox.join(format!("{}.salvaged", listed(&inbox, id)));
@@ -324,7 +337,10 @@ fn broken_items_through_the_mount() {
     let oracle = streaming_gunzip(&c.corrupt_gz);
     assert!(oracle.len() > 256 * 1024, "the damage is mid-file");
     assert!(s4.len() >= oracle.len());
-    assert!(s4.starts_with(&oracle), "salvage of 9004 is the intact prefix");
+    assert!(
+        s4.starts_with(&oracle),
+        "salvage of 9004 is the intact prefix"
+    );
     // Truncated: every byte that decompresses, a prefix of the message.
     let s5 = salvaged(9005);
     let oracle = streaming_gunzip(&c.truncated_gz);
@@ -525,9 +541,9 @@ fn history_and_deleted_agree_with_get_item() {
         let in_deleted: Vec<&(String, PathBuf)> = deleted_files
             .iter()
             .filter(|(r, _)| {
-                r.rsplit('/')
-                    .next()
-                    .is_some_and(|n| n.starts_with(&format!("{id}-")) || n.starts_with(&format!("{id}.")))
+                r.rsplit('/').next().is_some_and(|n| {
+                    n.starts_with(&format!("{id}-")) || n.starts_with(&format!("{id}."))
+                })
             })
             .collect();
         if last.deleted {
@@ -549,12 +565,22 @@ fn history_and_deleted_agree_with_get_item() {
 
     // --date last is the newest state; --dump-blob the raw message.
     let moved = &c.info.moved;
-    let (_, out) = get_item(&c, SAMPLE_JOHN, &moved.id.to_string(), &["--json", "--date", "last"]);
+    let (_, out) = get_item(
+        &c,
+        SAMPLE_JOHN,
+        &moved.id.to_string(),
+        &["--json", "--date", "last"],
+    );
     let got: GetItem = serde_json::from_str(&out).unwrap();
     assert_eq!(got.states.len(), 1);
     assert!(got.states[0].deleted);
     let instant = mailbackfs::timeline::format_instant(moved.moved_to_trash + 1000);
-    let (_, out) = get_item(&c, "john@example.com", &moved.id.to_string(), &["--json", "--date", &instant]);
+    let (_, out) = get_item(
+        &c,
+        "john@example.com",
+        &moved.id.to_string(),
+        &["--json", "--date", &instant],
+    );
     let got: GetItem = serde_json::from_str(&out).unwrap();
     assert_eq!(got.states[0].folder_id, Some(moved.to_folder));
     let (code, out) = get_item(&c, "john@example.com", "9001", &["--dump-blob"]);
@@ -599,7 +625,10 @@ fn contacts_calendars_and_documents() {
     let ics_path = latest.join(format!("Calendar/{}.ics", info.appointment.1));
     let ics = std::fs::read(&ics_path).unwrap();
     assert_eq!(ics, info.appointment_ics, "the calendar part, byte-exact");
-    assert_eq!(std::fs::metadata(&ics_path).unwrap().len(), ics.len() as u64);
+    assert_eq!(
+        std::fs::metadata(&ics_path).unwrap().len(),
+        ics.len() as u64
+    );
     let cals: Vec<_> = ical::IcalParser::new(&ics[..])
         .collect::<Result<Vec<_>, _>>()
         .expect("the .ics parses as iCalendar");

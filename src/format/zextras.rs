@@ -1222,7 +1222,9 @@ impl BackupReader for ZextrasReader {
                     stack.push(path);
                     continue;
                 }
-                let Ok(rel) = path.strip_prefix(&items) else { continue };
+                let Ok(rel) = path.strip_prefix(&items) else {
+                    continue;
+                };
                 let mut comps = rel.components();
                 comps.next(); // the two-character folder
                 let name: PathBuf = comps.collect();

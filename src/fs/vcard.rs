@@ -24,7 +24,11 @@ fn escape(v: &str) -> String {
 
 /// A structured value (N, ADR, ORG): components escaped, joined by `;`.
 fn compound(parts: &[String]) -> String {
-    parts.iter().map(|p| escape(p)).collect::<Vec<_>>().join(";")
+    parts
+        .iter()
+        .map(|p| escape(p))
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// Fold a content line at 75 octets (RFC 6350 section 3.2), on UTF-8
@@ -129,7 +133,11 @@ pub fn from_row(row: &StateRow) -> Vec<u8> {
             lines.push(format!("TEL;TYPE={ty}:{}", escape(&v)));
         }
     }
-    for (prefix, ty) in [("home", ";TYPE=home"), ("work", ";TYPE=work"), ("other", "")] {
+    for (prefix, ty) in [
+        ("home", ";TYPE=home"),
+        ("work", ";TYPE=work"),
+        ("other", ""),
+    ] {
         let parts: Vec<String> = ["Street", "City", "State", "PostalCode", "Country"]
             .iter()
             .map(|s| get(&format!("{prefix}{s}")))
@@ -190,7 +198,10 @@ mod tests {
         for l in out.split("\r\n") {
             assert!(l.len() <= 75, "{l}");
         }
-        assert_eq!(out.replace("\r\n ", ""), format!("NOTE:{}\r\n", "é".repeat(80)));
+        assert_eq!(
+            out.replace("\r\n ", ""),
+            format!("NOTE:{}\r\n", "é".repeat(80))
+        );
     }
 
     #[test]
