@@ -117,7 +117,7 @@ enum Cmd {
         index: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "auto")]
         format: FormatChoice,
-        /// Threads verifying blobs (default: one per core).
+        /// Threads verifying blobs (default: four per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
