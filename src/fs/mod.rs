@@ -520,8 +520,12 @@ impl MailFs {
                 seq: row.seq,
             };
             entries.push(self.dir_entry(name.clone(), node, EntryKind::File));
-            aliases.push((alias, entries.len() - 1));
+            aliases.push((alias.clone(), entries.len() - 1));
             if let Some((entry, listed)) = self.salvage_entry(&row, &name, view, acct) {
+                hidden.push(DirEntry {
+                    name: format!("{alias}{}", salvage::SUFFIX),
+                    ..entry.clone()
+                });
                 if listed && taken.insert(entry.name.clone()) {
                     entries.push(entry);
                 } else {

@@ -43,9 +43,16 @@ pub fn kind_of(e: &io::Error) -> &'static str {
     }
 }
 
-/// `<kind>: <what the reader said>` (the reader's message names the path).
+/// `<kind>: <what the reader said>` (the reader's message names the path),
+/// or just the message when it starts with the kind already.
 pub fn describe(e: &io::Error) -> String {
-    format!("{}: {e}", kind_of(e))
+    let kind = kind_of(e);
+    let msg = e.to_string();
+    if msg.starts_with(kind) {
+        msg
+    } else {
+        format!("{kind}: {msg}")
+    }
 }
 
 /// Whether an error value (from [`describe`]) is one a `.salvaged` file is
