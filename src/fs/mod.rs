@@ -149,14 +149,18 @@ pub struct DirEntry {
     pub kind: EntryKind,
 }
 
+/// A name that resolves to a node without being listed.
+type NamedNode = (String, Node);
+
 /// A directory's entries, with the names lookups may use.
 pub struct Listing {
     pub entries: Vec<DirEntry>,
     by_name: HashMap<String, usize>,
     /// Names that resolve but are not listed (`339.eml`).
     aliases: HashMap<String, usize>,
-    /// Entries that resolve but are not listed (`.salvaged` of sound blobs).
-    hidden: HashMap<String, DirEntry>,
+    /// Nodes that resolve but are not listed (`.salvaged` of sound blobs);
+    /// their inodes are made on lookup.
+    hidden: HashMap<String, Node>,
 }
 
 impl Listing {
@@ -178,10 +182,10 @@ impl Listing {
         }
     }
 
-    fn with_hidden(mut self, hidden: Vec<DirEntry>) -> Listing {
-        for e in hidden {
-            if !self.by_name.contains_key(&e.name) {
-                self.hidden.entry(e.name.clone()).or_insert(e);
+    fn with_hidden(mut self, hidden: Vec<NamedNode>) -> Listing {
+        for (name, node) in hidden {
+            if !self.by_name.contains_key(&name) {
+                self.hidden.entry(name).or_insert(node);
             }
         }
         self
@@ -192,7 +196,6 @@ impl Listing {
             .get(name)
             .or_else(|| self.aliases.get(name))
             .map(|&i| &self.entries[i])
-            .or_else(|| self.hidden.get(name))
     }
 }
 
@@ -497,7 +500,7 @@ impl MailFs {
         view: View,
         acct: i64,
         name_of: impl Fn(&StateRow) -> String,
-    ) -> (Vec<(String, usize)>, Vec<DirEntry>) {
+    ) -> (Vec<(String, usize)>, Vec<NamedNode>) {
         let mut hidden = Vec::new();
         let mut taken: std::collections::HashSet<String> =
             entries.iter().map(|e| e.name.clone()).collect();
@@ -521,15 +524,12 @@ impl MailFs {
             };
             entries.push(self.dir_entry(name.clone(), node, EntryKind::File));
             aliases.push((alias.clone(), entries.len() - 1));
-            if let Some((entry, listed)) = self.salvage_entry(&row, &name, view, acct) {
-                hidden.push(DirEntry {
-                    name: format!("{alias}{}", salvage::SUFFIX),
-                    ..entry.clone()
-                });
-                if listed && taken.insert(entry.name.clone()) {
-                    entries.push(entry);
+            if let Some((salvaged, node, listed)) = self.salvage_entry(&row, &name, view, acct) {
+                hidden.push((format!("{alias}{}", salvage::SUFFIX), node.clone()));
+                if listed && taken.insert(salvaged.clone()) {
+                    entries.push(self.dir_entry(salvaged, node, EntryKind::File));
                 } else {
-                    hidden.push(entry);
+                    hidden.push((salvaged, node));
                 }
             }
         }
@@ -688,8 +688,11 @@ impl MailFs {
             }
         }
         let listing = self.readdir(parent)?;
-        let entry = listing.find(name).ok_or(FsError::NotFound)?;
-        self.getattr(entry.ino)
+        let ino = match listing.find(name) {
+            Some(entry) => entry.ino,
+            None => self.ino(listing.hidden.get(name).ok_or(FsError::NotFound)?.clone()),
+        };
+        self.getattr(ino)
     }
 
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {

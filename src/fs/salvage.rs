@@ -184,8 +184,8 @@ pub fn malformed(reader_error: &str) -> String {
 
 // The `.salvaged` nodes of the filesystem core.
 impl super::MailFs {
-    /// The `.salvaged` entry beside the file `name` of `row`, and whether it
-    /// is listed (its blob is known broken in a salvageable way). Every state
+    /// The name and node of the `.salvaged` file beside the file `name` of
+    /// `row`, and whether it is listed (its blob is known broken in a salvageable way). Every state
     /// with a blob has one that resolves.
     pub(super) fn salvage_entry(
         &self,
@@ -193,7 +193,7 @@ impl super::MailFs {
         name: &str,
         view: super::View,
         acct: i64,
-    ) -> Option<(super::DirEntry, bool)> {
+    ) -> Option<(String, super::Node, bool)> {
         let blob = row.blob.as_ref()?;
         if row.deleted || !row.kind.is_file() {
             return None;
@@ -211,8 +211,7 @@ impl super::MailFs {
             seq: row.seq,
         };
         let name = super::names::cut_utf8(name, super::names::NAME_MAX - SUFFIX.len());
-        let entry = self.dir_entry(format!("{name}{SUFFIX}"), node, super::EntryKind::File);
-        Some((entry, listed))
+        Some((format!("{name}{SUFFIX}"), node, listed))
     }
 
     fn salvage_state(&self, acct: i64, item: i64, seq: i64) -> super::FsResult<(BlobRef, i64)> {
