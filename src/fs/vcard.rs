@@ -204,6 +204,87 @@ mod tests {
         );
     }
 
+    fn contact(fields: serde_json::Value) -> StateRow {
+        StateRow {
+            item_id: 12,
+            seq: 0,
+            label: "12".into(),
+            history_key: "12".into(),
+            start: 0,
+            eff_end: None,
+            last: true,
+            deleted: false,
+            kind: crate::model::ItemKind::Contact,
+            folder_id: Some(7),
+            name: None,
+            subject: None,
+            blob: None,
+            size: None,
+            date: None,
+            flags: String::new(),
+            tags: String::new(),
+            fields: Some(fields.to_string()),
+        }
+    }
+
+    #[test]
+    fn every_field_parses_back_with_a_vcard_parser() {
+        let row = contact(serde_json::json!({
+            "firstName": "John", "lastName": "Smith, Jr.", "email": "john@example.com",
+            "workEmail1": "js@corp.example", "mobilePhone": "+1 555 0100",
+            "workPhone": "+1 555 0101", "homeStreet": "1 Main St\nApt 2", "homeCity": "Springfield",
+            "homePostalCode": "12345", "homeCountry": "USA", "company": "ACME; Inc",
+            "department": "R&D", "jobTitle": "Engineer", "birthday": "1975-04-12",
+            "notes": "Line one\nLine two, with comma; and semicolon \\ backslash. ".repeat(3)
+        }));
+        let bytes = from_row(&row);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.split("\r\n").all(|l| l.len() <= 75));
+        let cards: Vec<_> = ical::VcardParser::new(&bytes[..])
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(cards.len(), 1);
+        let get = |name: &str| -> Vec<(String, String)> {
+            cards[0]
+                .properties
+                .iter()
+                .filter(|p| p.name == name)
+                .map(|p| {
+                    let params = p
+                        .params
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| format!("{k}={}", v.join(",")))
+                        .collect::<Vec<_>>()
+                        .join(";");
+                    (params, p.value.clone().unwrap_or_default())
+                })
+                .collect()
+        };
+        assert_eq!(get("FN")[0].1, "John Smith\\, Jr.");
+        assert_eq!(get("N")[0].1, "Smith\\, Jr.;John;;;");
+        assert_eq!(get("EMAIL").len(), 2);
+        assert_eq!(get("EMAIL")[1].0, "TYPE=work");
+        let tels = get("TEL");
+        assert_eq!(tels[0], ("TYPE=cell".into(), "+1 555 0100".into()));
+        assert_eq!(tels[1].0, "TYPE=work,voice");
+        assert_eq!(
+            get("ADR")[0],
+            (
+                "TYPE=home".into(),
+                ";;1 Main St\\nApt 2;Springfield;;12345;USA".into()
+            )
+        );
+        assert_eq!(get("ORG")[0].1, "ACME\\; Inc;R&D");
+        assert_eq!(get("TITLE")[0].1, "Engineer");
+        assert_eq!(get("BDAY")[0].1, "19750412");
+        assert!(get("NOTE")[0]
+            .1
+            .starts_with("Line one\\nLine two\\, with comma\\; and"));
+        assert_eq!(get("UID").len(), 1);
+    }
+
     #[test]
     fn dates_and_escapes() {
         assert_eq!(vcard_date("1975-04-12"), (true, "19750412".into()));
