@@ -590,6 +590,13 @@ fn history_and_deleted_agree_with_get_item() {
     let (_, out) = get_item(&c, "john@example.com", "9004", &[]);
     assert!(out.contains("readable:   no: corrupt gzip"), "{out}");
     assert!(out.contains("state 2 of 2"), "{out}");
+    // Unparseable metadata: said so, no states.
+    let (code, out) = get_item(&c, "john@example.com", "9007", &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("metadata: malformed metadata"), "{out}");
+    // Unknown item or account: could not run.
+    assert_eq!(get_item(&c, "john@example.com", "123456", &[]).0, 2);
+    assert_eq!(get_item(&c, "nobody@example.com", "339", &[]).0, 2);
 }
 
 #[test]
