@@ -502,6 +502,7 @@ impl MailFs {
         name_of: impl Fn(&StateRow) -> String,
     ) -> (Vec<(String, usize)>, Vec<NamedNode>) {
         let mut hidden = Vec::new();
+        let mut salvaged_files = Vec::new();
         let mut taken: std::collections::HashSet<String> =
             entries.iter().map(|e| e.name.clone()).collect();
         let mut aliases = Vec::new();
@@ -527,11 +528,16 @@ impl MailFs {
             if let Some((salvaged, node, listed)) = self.salvage_entry(&row, &name, view, acct) {
                 hidden.push((format!("{alias}{}", salvage::SUFFIX), node.clone()));
                 if listed && taken.insert(salvaged.clone()) {
-                    entries.push(self.dir_entry(salvaged, node, EntryKind::File));
+                    salvaged_files.push((salvaged, node));
                 } else {
                     hidden.push((salvaged, node));
                 }
             }
+        }
+        // Last: a blob found broken later adds its entry at the end, so the
+        // offsets of a directory being read do not shift.
+        for (name, node) in salvaged_files {
+            entries.push(self.dir_entry(name, node, EntryKind::File));
         }
         (aliases, hidden)
     }
