@@ -8,10 +8,12 @@
 //! restore requests; `restore` writes restored messages to their targets.
 
 pub mod catalog;
+pub mod check;
 pub mod control;
 pub mod format;
 pub mod fs;
 pub mod fuse;
+pub mod getitem;
 pub mod model;
 pub mod mount;
 pub mod mutf7;

@@ -2,7 +2,7 @@
 //! (`crate::model`). Nothing above this module knows which format it serves.
 
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
@@ -46,6 +46,20 @@ pub trait BackupReader: Send + Sync {
     /// metadata says; readers confirm it cheaply where they can (the gzip
     /// trailer) and decompress to count only when it is wrong or absent.
     fn blob_len(&self, blob: &BlobRef, claimed: Option<u64>) -> io::Result<u64>;
+
+    /// Where a blob's bytes live on disk, for display (`get-item`, errors):
+    /// the file it is read from, or where it should be when it is missing.
+    /// `None` for formats whose blobs are not files of their own.
+    fn blob_path(&self, _blob: &BlobRef) -> Option<PathBuf> {
+        None
+    }
+
+    /// Every blob stored in the backup, referenced or not, so that `check`
+    /// can find orphans. `None` when the format cannot list them (a Cyrus
+    /// chunk holds nothing that no index entry points at).
+    fn all_blobs(&self) -> Option<Vec<BlobRef>> {
+        None
+    }
 }
 
 /// `--format`: which reader to use.

@@ -788,6 +788,8 @@ enum GzState {
     Body,
     Trailer,
     Done,
+    /// Damage met: every later read fails with this message.
+    Failed(String),
 }
 
 fn data_err(msg: String) -> io::Error {
@@ -910,6 +912,7 @@ impl<R: BufRead> GzipStream<R> {
         loop {
             match self.state {
                 GzState::Done => return Ok(0),
+                GzState::Failed(ref m) => return Err(data_err(m.clone())),
                 GzState::Header => self.read_header()?,
                 GzState::Trailer => self.read_trailer()?,
                 GzState::Body => {
@@ -917,16 +920,25 @@ impl<R: BufRead> GzipStream<R> {
                     let eof = input.is_empty();
                     let before_in = self.z.total_in();
                     let before_out = self.z.total_out();
-                    let status = self
-                        .z
-                        .decompress(input, out, FlushDecompress::None)
-                        .map_err(|e| {
-                            data_err(format!("corrupt gzip in {}: {e}", self.path.display()))
-                        })?;
+                    let result = self.z.decompress(input, out, FlushDecompress::None);
                     let used = (self.z.total_in() - before_in) as usize;
                     let made = (self.z.total_out() - before_out) as usize;
                     self.inner.consume(used);
                     self.crc.update(&out[..made]);
+                    let status = match result {
+                        Ok(status) => status,
+                        Err(e) => {
+                            let err =
+                                data_err(format!("corrupt gzip in {}: {e}", self.path.display()));
+                            // The bytes inflated before the damage go out first
+                            // (salvage); the error comes with the next call.
+                            self.state = GzState::Failed(err.to_string());
+                            if made > 0 {
+                                return Ok(made);
+                            }
+                            return Err(err);
+                        }
+                    };
                     if status == Status::StreamEnd {
                         // Hand out the bytes first; the trailer is checked next call.
                         self.state = GzState::Trailer;
@@ -1266,6 +1278,60 @@ impl BackupReader for ZextrasReader {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    fn blob_path(&self, blob: &BlobRef) -> Option<PathBuf> {
+        let digest = blob.digest.as_deref().unwrap_or(&blob.locator);
+        let tried = self.blob_candidates(digest);
+        tried
+            .iter()
+            .find(|p| fs::symlink_metadata(p).is_ok())
+            .or(tried.first())
+            .cloned()
+    }
+
+    fn all_blobs(&self) -> Option<Vec<BlobRef>> {
+        // Every file below items/ (a digest written with `/` nests deeper).
+        let items = self.root.join("items");
+        let mut out = Vec::new();
+        let mut stack = vec![items.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let path = e.path();
+                let Ok(ft) = e.file_type() else { continue };
+                if ft.is_dir() && dir == items {
+                    stack.push(path);
+                    continue;
+                }
+                let Ok(rel) = path.strip_prefix(&items) else {
+                    continue;
+                };
+                let mut comps = rel.components();
+                comps.next(); // the two-character folder
+                let name: PathBuf = comps.collect();
+                let name = name.to_string_lossy().replace('/', ",");
+                if ft.is_dir() {
+                    // A nested directory, or a directory where a blob should be:
+                    // only the latter names a digest.
+                    if is_sha256_digest(&name) {
+                        out.push(BlobRef {
+                            locator: name.clone(),
+                            digest: Some(name),
+                        });
+                    } else {
+                        stack.push(path);
+                    }
+                    continue;
+                }
+                out.push(BlobRef {
+                    locator: name.clone(),
+                    digest: Some(name),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.locator.cmp(&b.locator));
+        Some(out)
     }
 }
 

@@ -15,15 +15,19 @@ use crate::format::BackupReader;
 use crate::model::{ItemId, ItemKind, Millis, VIEW_ROOT};
 use crate::timeline::{self, day_name, parse_day, parse_instant, PointInTime};
 
+pub mod calendar;
 pub mod content;
 pub mod names;
+pub mod salvage;
 pub mod tree;
 pub mod vcard;
 
 #[cfg(test)]
 mod tests;
 
+use calendar::Calendars;
 use content::{BlobCache, OpenBlob, SizeCache};
+use salvage::{SalvageFile, SalvageSizes};
 use tree::{FolderTimeline, ViewTree};
 
 /// Errors of filesystem operations, each with one errno.
@@ -103,6 +107,13 @@ pub enum Node {
         item: ItemId,
         seq: i64,
     },
+    /// `<name>.salvaged` beside the file of a state with a blob.
+    Salvaged {
+        acct: i64,
+        view: View,
+        item: ItemId,
+        seq: i64,
+    },
     /// `history/<key>/error` of an item whose metadata is unreadable.
     ErrorFile {
         acct: i64,
@@ -138,12 +149,18 @@ pub struct DirEntry {
     pub kind: EntryKind,
 }
 
+/// A name that resolves to a node without being listed.
+type NamedNode = (String, Node);
+
 /// A directory's entries, with the names lookups may use.
 pub struct Listing {
     pub entries: Vec<DirEntry>,
     by_name: HashMap<String, usize>,
     /// Names that resolve but are not listed (`339.eml`).
     aliases: HashMap<String, usize>,
+    /// Nodes that resolve but are not listed (`.salvaged` of sound blobs);
+    /// their inodes are made on lookup.
+    hidden: HashMap<String, Node>,
 }
 
 impl Listing {
@@ -161,7 +178,17 @@ impl Listing {
             entries,
             by_name,
             aliases: alias_map,
+            hidden: HashMap::new(),
         }
+    }
+
+    fn with_hidden(mut self, hidden: Vec<NamedNode>) -> Listing {
+        for (name, node) in hidden {
+            if !self.by_name.contains_key(&name) {
+                self.hidden.entry(name).or_insert(node);
+            }
+        }
+        self
     }
 
     fn find(&self, name: &str) -> Option<&DirEntry> {
@@ -218,6 +245,8 @@ pub struct MailFs {
     deleted_trees: Mutex<HashMap<i64, Arc<DeletedTree>>>,
     blobs: BlobCache,
     sizes: SizeCache,
+    salvage_sizes: SalvageSizes,
+    calendars: Calendars,
     open_files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     next_fh: Mutex<u64>,
     /// Blobs found damaged while reading, with why.
@@ -236,6 +265,7 @@ struct DeletedTree {
 enum OpenFile {
     Blob(OpenBlob),
     Bytes(Arc<Vec<u8>>),
+    Salvaged(SalvageFile),
     /// A control file: what it said when opened, and its path for writes.
     Control(String, Arc<Vec<u8>>),
 }
@@ -258,6 +288,8 @@ impl MailFs {
             deleted_trees: Mutex::new(HashMap::new()),
             blobs: BlobCache::new(opts.cache_bytes),
             sizes: SizeCache::new(1 << 20),
+            salvage_sizes: SalvageSizes::new(1 << 16),
+            calendars: Calendars::new(4096),
             open_files: Mutex::new(HashMap::new()),
             next_fh: Mutex::new(1),
             broken: Mutex::new(HashMap::new()),
@@ -448,18 +480,19 @@ impl MailFs {
                 t.millis(),
             )?);
         }
-        let aliases = self.push_files(
+        let (aliases, hidden) = self.push_files(
             &mut entries,
             rows,
             View::Time(t),
             acct,
             names::item_file_name,
         );
-        Ok(Listing::new(entries, aliases))
+        Ok(Listing::new(entries, aliases).with_hidden(hidden))
     }
 
     /// Add one file entry per state row, with unique names; returns the
-    /// aliases (`339.eml`) pointing at them.
+    /// aliases (`339.eml`) pointing at them, and the `.salvaged` entries
+    /// that resolve without being listed (those of blobs not known broken).
     fn push_files(
         &self,
         entries: &mut Vec<DirEntry>,
@@ -467,7 +500,9 @@ impl MailFs {
         view: View,
         acct: i64,
         name_of: impl Fn(&StateRow) -> String,
-    ) -> Vec<(String, usize)> {
+    ) -> (Vec<(String, usize)>, Vec<NamedNode>) {
+        let mut hidden = Vec::new();
+        let mut salvaged_files = Vec::new();
         let mut taken: std::collections::HashSet<String> =
             entries.iter().map(|e| e.name.clone()).collect();
         let mut aliases = Vec::new();
@@ -488,10 +523,23 @@ impl MailFs {
                 item: row.item_id,
                 seq: row.seq,
             };
-            entries.push(self.dir_entry(name, node, EntryKind::File));
-            aliases.push((alias, entries.len() - 1));
+            entries.push(self.dir_entry(name.clone(), node, EntryKind::File));
+            aliases.push((alias.clone(), entries.len() - 1));
+            if let Some((salvaged, node, listed)) = self.salvage_entry(&row, &name, view, acct) {
+                hidden.push((format!("{alias}{}", salvage::SUFFIX), node.clone()));
+                if listed && taken.insert(salvaged.clone()) {
+                    salvaged_files.push((salvaged, node));
+                } else {
+                    hidden.push((salvaged, node));
+                }
+            }
         }
-        aliases
+        // Last: a blob found broken later adds its entry at the end, so the
+        // offsets of a directory being read do not shift.
+        for (name, node) in salvaged_files {
+            entries.push(self.dir_entry(name, node, EntryKind::File));
+        }
+        (aliases, hidden)
     }
 
     fn deleted_tree(&self, acct: i64) -> FsResult<Arc<DeletedTree>> {
@@ -554,14 +602,14 @@ impl MailFs {
             })
             .collect();
         let rows = tree.files.get(&dir).cloned().unwrap_or_default();
-        let aliases = self.push_files(
+        let (aliases, hidden) = self.push_files(
             &mut entries,
             rows,
             View::Deleted,
             acct,
             names::item_file_name,
         );
-        Ok(Listing::new(entries, aliases))
+        Ok(Listing::new(entries, aliases).with_hidden(hidden))
     }
 
     fn list_history_root(&self, acct: i64) -> FsResult<Listing> {
@@ -617,10 +665,10 @@ impl MailFs {
             .map(|(n, r)| ((r.item_id, r.seq), n.clone()))
             .collect();
         let rows = named.into_iter().map(|(_, r)| r).collect();
-        self.push_files(&mut entries, rows, View::History, acct, |r| {
+        let (_, hidden) = self.push_files(&mut entries, rows, View::History, acct, |r| {
             names_by_row[&(r.item_id, r.seq)].clone()
         });
-        Ok(Listing::new(entries, vec![]))
+        Ok(Listing::new(entries, vec![]).with_hidden(hidden))
     }
 
     // ----- lookups and attributes ----------------------------------------
@@ -646,8 +694,11 @@ impl MailFs {
             }
         }
         let listing = self.readdir(parent)?;
-        let entry = listing.find(name).ok_or(FsError::NotFound)?;
-        self.getattr(entry.ino)
+        let ino = match listing.find(name) {
+            Some(entry) => entry.ino,
+            None => self.ino(listing.hidden.get(name).ok_or(FsError::NotFound)?.clone()),
+        };
+        self.getattr(ino)
     }
 
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
@@ -669,6 +720,9 @@ impl MailFs {
             } => Ok(dir(*t)),
             Node::Dir { .. } => Ok(dir(self.mount_time)),
             Node::Control(path) => self.control_attr(ino, path),
+            Node::Salvaged {
+                acct, item, seq, ..
+            } => self.salvage_attr(ino, *acct, *item, *seq),
             Node::ErrorFile { .. } => Ok(Attr {
                 ino,
                 kind: EntryKind::File,
@@ -731,17 +785,32 @@ impl MailFs {
             .sizes
             .get_or(blob, || self.reader.blob_len(blob, row.size))
             .map_err(|e| self.note_broken(&blob.locator, e))?;
+        if matches!(row.kind, ItemKind::Appointment | ItemKind::Task) {
+            let ics = self
+                .calendars
+                .get(&*self.reader, blob, size)
+                .map_err(|e| self.note_broken(&blob.locator, e))?;
+            if let Some(ics) = ics {
+                return Ok(Content::Bytes(ics));
+            }
+        }
         Ok(Content::Blob(blob.clone(), size))
     }
 
     fn note_broken(&self, locator: &str, e: std::io::Error) -> FsError {
-        let why = e.to_string();
+        let why = salvage::describe(&e);
         log::warn!("blob {locator}: {why}");
         if e.kind() != std::io::ErrorKind::Interrupted {
-            self.broken
+            let new = self
+                .broken
                 .lock()
                 .unwrap()
-                .insert(locator.to_string(), why.clone());
+                .insert(locator.to_string(), why.clone())
+                .is_none();
+            if new {
+                // Listings made before show no `.salvaged` for it yet.
+                self.listings.lock().unwrap().clear();
+            }
         }
         FsError::Io(why)
     }
@@ -778,14 +847,17 @@ impl MailFs {
                     }
                 }
             }
+            Node::Salvaged {
+                acct, item, seq, ..
+            } => self.open_salvaged(ino, *acct, *item, *seq)?,
             Node::ErrorFile { acct, item } => {
                 let why = self
                     .catalog
                     .broken_items(*acct, None)?
                     .into_iter()
                     .find(|b| b.item_id == *item)
-                    .map(|b| b.error)
-                    .unwrap_or_else(|| "unreadable metadata".into());
+                    .map(|b| salvage::malformed(&b.error))
+                    .unwrap_or_else(|| "malformed metadata".into());
                 return Err(FsError::Io(why));
             }
             _ => return Err(FsError::IsDir),
@@ -883,6 +955,7 @@ impl MailFs {
             OpenFile::Blob(blob) => blob
                 .read_at(&*self.reader, &self.blobs, offset, size as usize)
                 .map_err(|e| self.note_broken(blob.locator(), e)),
+            OpenFile::Salvaged(s) => Ok(s.read_at(&*self.reader, offset, size as usize)),
         }
     }
 
@@ -894,7 +967,21 @@ impl MailFs {
 
     /// `user.mailbackfs.*` attributes of a node, in a fixed order.
     pub fn xattrs(&self, ino: u64) -> FsResult<Vec<(String, Vec<u8>)>> {
-        let node = self.node(ino)?;
+        let node = match self.node(ino)? {
+            // A salvage file says what its item's file says.
+            Node::Salvaged {
+                acct,
+                view,
+                item,
+                seq,
+            } => Node::File {
+                acct,
+                view,
+                item,
+                seq,
+            },
+            node => node,
+        };
         let mut out: Vec<(String, String)> = Vec::new();
         match &node {
             Node::Account(acct) => {
@@ -928,6 +1015,9 @@ impl MailFs {
                     out.push(("deleted_at".into(), timeline::format_instant(row.start)));
                 }
                 if let Some(blob) = &row.blob {
+                    // Finds what is cheaply knowable (missing, unreadable,
+                    // a size that made the reader decompress) if not yet known.
+                    let _ = self.content_of(&row);
                     if let Some(why) = self.broken.lock().unwrap().get(&blob.locator) {
                         out.push(("error".into(), why.clone()));
                     }
@@ -941,7 +1031,7 @@ impl MailFs {
                     .find(|b| b.item_id == *item)
                 {
                     out.push(("id".into(), b.label));
-                    out.push(("error".into(), b.error));
+                    out.push(("error".into(), salvage::malformed(&b.error)));
                 }
             }
             _ => {}

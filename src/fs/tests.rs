@@ -380,3 +380,47 @@ fn history_and_xattrs() {
         "2013-07-12T15:05:00.000Z"
     );
 }
+
+#[test]
+fn salvaged_files_resolve_and_are_listed_once_the_damage_is_known() {
+    let (_d, fs) = mailfs(sample());
+    let inbox = "john@example.com/latest/Inbox";
+    let broken = format!("{inbox}/403-Damaged.eml.salvaged");
+    // Resolvable from the start, listed only once the blob is known broken.
+    assert!(!names(&fs, inbox).iter().any(|n| n.ends_with(".salvaged")));
+    assert_eq!(read_all(&fs, &broken).unwrap(), b"partial");
+    assert!(read_all(&fs, &format!("{inbox}/403.eml")).is_err());
+    let listed: Vec<String> = names(&fs, inbox)
+        .into_iter()
+        .filter(|n| n.ends_with(".salvaged"))
+        .collect();
+    assert_eq!(listed, vec!["403-Damaged.eml.salvaged"]);
+    let ino = resolve(&fs, &broken).unwrap();
+    let why = String::from_utf8(fs.getxattr(ino, "user.mailbackfs.error").unwrap()).unwrap();
+    assert!(why.starts_with("corrupt gzip"), "{why}");
+    // Offsets and a healthy blob's salvage (all of it).
+    let fh = fs.open(ino, false).unwrap();
+    assert_eq!(fs.read(fh, 3, 2).unwrap(), b"ti");
+    assert_eq!(fs.read(fh, 0, 3).unwrap(), b"par");
+    fs.release(fh);
+    let big = read_all(
+        &fs,
+        "john@example.com/latest/Inbox/Projets clients/400.eml.salvaged",
+    );
+    assert_eq!(big.unwrap().len(), 700_000);
+    // Missing blobs: nothing to salvage.
+    let (_d2, fs2) = mailfs({
+        let mut r = sample();
+        r.blobs.remove("b401");
+        r
+    });
+    let p = "john@example.com/latest/unknown_777/401.eml";
+    let ino = resolve(&fs2, p).unwrap();
+    fs2.getattr(ino).unwrap();
+    let why = String::from_utf8(fs2.getxattr(ino, "user.mailbackfs.error").unwrap()).unwrap();
+    assert!(
+        why.starts_with("missing blob"),
+        "known before a read: {why}"
+    );
+    assert_eq!(read_all(&fs2, &format!("{p}.salvaged")).unwrap(), b"");
+}
