@@ -77,6 +77,12 @@ pub fn decode(name: &str) -> Option<String> {
     Some(out)
 }
 
+/// Decode a name, keeping it as it is when it is not valid modified UTF-7
+/// (a backup may hold names written by other software).
+pub fn decode_lossy(name: &str) -> String {
+    decode(name).unwrap_or_else(|| name.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,10 +101,4 @@ mod tests {
         }
         assert_eq!(decode("&bad"), None);
     }
-}
-
-/// Decode a name, keeping it as it is when it is not valid modified UTF-7
-/// (a backup may hold names written by other software).
-pub fn decode_lossy(name: &str) -> String {
-    decode(name).unwrap_or_else(|| name.to_string())
 }
