@@ -32,7 +32,7 @@ use self::chunks::{Chunk, ChunkCache, MemberStream};
 use super::{AccountEntry, BackupReader};
 use crate::model::{Account, BlobRef, Item, ItemKind};
 
-pub use self::text::{decode_mutf7, decode_rfc2047};
+pub use self::text::decode_mutf7;
 
 /// Decompressed small chunks kept for `open_blob`.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
