@@ -492,6 +492,7 @@ impl SampleBuilder {
         Ok(st)
     }
 
+    #[allow(clippy::type_complexity)]
     fn finish(mut self) -> Result<(Vec<SampleItem>, BTreeMap<String, Vec<String>>)> {
         let mut out = Vec::new();
         let mut days: BTreeMap<String, Vec<String>> = BTreeMap::new();
