@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, SessionACL, TimeOrNow,
+    InitFlags, KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow,
 };
 
 use crate::fs::{Attr, EntryKind, FsError, MailFs};
@@ -107,6 +107,11 @@ fn failed(op: &str, ino: u64, e: &FsError) -> Errno {
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_readahead(1 << 20);
+        // READDIRPLUS: `ls -l` gets names and attributes in one round trip
+        // per buffer instead of one LOOKUP per entry. "Auto" lets the kernel
+        // fall back to plain READDIR when nobody stats the entries (`find`).
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         Ok(())
     }
 
@@ -155,6 +160,71 @@ impl Filesystem for FuseAdapter {
                 EntryKind::File => FileType::RegularFile,
             };
             if reply.add(INodeNo(e.ino), (i + 3) as u64, kind, &e.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let listing = match self.fs.readdir(ino.0) {
+            Ok(l) => l,
+            Err(e) => return reply.error(failed("readdirplus", ino.0, &e)),
+        };
+        // Same offsets as `readdir`. "." and ".." carry no lookup count.
+        let mut next = offset;
+        while next < 2 {
+            let a = match self.fs.getattr(ino.0) {
+                Ok(a) => a,
+                Err(e) => return reply.error(failed("readdirplus", ino.0, &e)),
+            };
+            let name = if next == 0 { "." } else { ".." };
+            if reply.add(
+                ino,
+                next + 1,
+                name,
+                &Duration::ZERO,
+                &self.attr(&a),
+                Generation(0),
+            ) {
+                return reply.ok();
+            }
+            next += 1;
+        }
+        for (i, e) in listing.entries.iter().enumerate().skip(next as usize - 2) {
+            // An entry whose attributes fail is sent with a zero TTL: the
+            // kernel asks again with LOOKUP, which reports the error.
+            let (a, valid) = match self.fs.getattr(e.ino) {
+                Ok(a) => (a, true),
+                Err(err) => {
+                    failed("readdirplus", e.ino, &err);
+                    let a = Attr {
+                        ino: e.ino,
+                        kind: e.kind,
+                        size: 0,
+                        mtime: 0,
+                        writable: false,
+                        volatile: true,
+                    };
+                    (a, false)
+                }
+            };
+            let t = if valid { ttl(&a) } else { Duration::ZERO };
+            if reply.add(
+                INodeNo(e.ino),
+                (i + 3) as u64,
+                &e.name,
+                &t,
+                &self.attr(&a),
+                Generation(0),
+            ) {
                 break;
             }
         }
@@ -220,6 +290,13 @@ impl Filesystem for FuseAdapter {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        // Only `user.` attributes exist here. Saying ENOTSUP (not ENODATA)
+        // for the other namespaces lets `ls -l` stop asking for SELinux
+        // labels and ACLs after the first file: otherwise each listed file
+        // costs two more round trips (scripts/bench, `ls -l` of a folder).
+        if !name.as_encoded_bytes().starts_with(b"user.") {
+            return reply.error(Errno::ENOTSUP);
+        }
         let value = match self.fs.getxattr(ino.0, &name.to_string_lossy()) {
             Ok(v) => v,
             Err(e) => return reply.error(failed("getxattr", ino.0, &e)),
