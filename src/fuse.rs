@@ -120,9 +120,16 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::ENOENT);
         };
         match self.fs.lookup(parent.0, name) {
-            Ok(a) => reply.entry(&ttl(&a), &self.attr(&a), Generation(0)),
+            Ok(a) => {
+                self.fs.remember(a.ino);
+                reply.entry(&ttl(&a), &self.attr(&a), Generation(0));
+            }
             Err(e) => reply.error(failed("lookup", parent.0, &e)),
         }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -159,7 +166,7 @@ impl Filesystem for FuseAdapter {
                 EntryKind::Dir => FileType::Directory,
                 EntryKind::File => FileType::RegularFile,
             };
-            if reply.add(INodeNo(e.ino), (i + 3) as u64, kind, &e.name) {
+            if reply.add(INodeNo(self.fs.entry_ino(e)), (i + 3) as u64, kind, &e.name) {
                 break;
             }
         }
@@ -201,12 +208,13 @@ impl Filesystem for FuseAdapter {
         for (i, e) in listing.entries.iter().enumerate().skip(next as usize - 2) {
             // An entry whose attributes fail is sent with a zero TTL: the
             // kernel asks again with LOOKUP, which reports the error.
-            let (a, valid) = match self.fs.getattr(e.ino) {
+            let (a, valid) = match self.fs.entry_attr(e) {
                 Ok(a) => (a, true),
                 Err(err) => {
-                    failed("readdirplus", e.ino, &err);
+                    let ino = self.fs.entry_ino(e);
+                    failed("readdirplus", ino, &err);
                     let a = Attr {
-                        ino: e.ino,
+                        ino,
                         kind: e.kind,
                         size: 0,
                         mtime: 0,
@@ -218,7 +226,7 @@ impl Filesystem for FuseAdapter {
             };
             let t = if valid { ttl(&a) } else { Duration::ZERO };
             if reply.add(
-                INodeNo(e.ino),
+                INodeNo(a.ino),
                 (i + 3) as u64,
                 &e.name,
                 &t,
@@ -226,6 +234,10 @@ impl Filesystem for FuseAdapter {
                 Generation(0),
             ) {
                 break;
+            }
+            // The kernel now holds a reference, as after a lookup.
+            if valid {
+                self.fs.remember(a.ino);
             }
         }
         reply.ok();

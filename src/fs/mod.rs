@@ -142,10 +142,14 @@ pub struct Attr {
     pub volatile: bool,
 }
 
+/// One entry of a listing: the node it names. Inode numbers are given out
+/// only when the kernel is told of a node (lookup, readdirplus), so that a
+/// `find` over a million items leaves no table behind once the kernel
+/// forgets them.
 #[derive(Clone, Debug)]
 pub struct DirEntry {
     pub name: String,
-    pub ino: u64,
+    pub node: Node,
     pub kind: EntryKind,
 }
 
@@ -199,11 +203,58 @@ impl Listing {
     }
 }
 
+/// How many directory entries the listing cache holds at most, over all
+/// cached directories (a listing of 100,000 messages counts 100,000).
+const LISTING_CACHE_ENTRIES: usize = 400_000;
+
+/// Recently listed directories, bounded by their total number of entries so
+/// that memory does not grow with the size of the backup.
+struct ListingCache {
+    lru: LruCache<u64, Arc<Listing>>,
+    entries: usize,
+    max_entries: usize,
+}
+
+impl ListingCache {
+    fn new(max_entries: usize) -> ListingCache {
+        ListingCache {
+            lru: LruCache::unbounded(),
+            entries: 0,
+            max_entries,
+        }
+    }
+
+    fn get(&mut self, ino: &u64) -> Option<&Arc<Listing>> {
+        self.lru.get(ino)
+    }
+
+    fn put(&mut self, ino: u64, listing: Arc<Listing>) {
+        self.entries += listing.entries.len() + 1;
+        if let Some(old) = self.lru.put(ino, listing) {
+            self.entries -= old.entries.len() + 1;
+        }
+        // The newest listing stays even when it alone is over the budget:
+        // it is being read now.
+        while self.entries > self.max_entries && self.lru.len() > 1 {
+            if let Some((_, old)) = self.lru.pop_lru() {
+                self.entries -= old.entries.len() + 1;
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.lru.clear();
+        self.entries = 0;
+    }
+}
+
 /// Inode numbers: assigned on first sight, stable for the mount's life.
 #[derive(Default)]
 struct Inodes {
     by_node: HashMap<Node, u64>,
-    nodes: Vec<Node>,
+    /// Node and the kernel's lookup count of each inode number.
+    by_ino: HashMap<u64, (Node, u64)>,
+    last: u64,
 }
 
 impl Inodes {
@@ -211,10 +262,31 @@ impl Inodes {
         if let Some(&ino) = self.by_node.get(&node) {
             return ino;
         }
-        self.nodes.push(node.clone());
-        let ino = self.nodes.len() as u64; // the root gets 1
+        self.last += 1; // the root gets 1
+        let ino = self.last;
+        self.by_ino.insert(ino, (node.clone(), 0));
         self.by_node.insert(node, ino);
         ino
+    }
+
+    fn remember(&mut self, ino: u64) {
+        if let Some(entry) = self.by_ino.get_mut(&ino) {
+            entry.1 += 1;
+        }
+    }
+
+    /// Drop `n` kernel references; an inode nobody refers to is freed
+    /// (the root never is).
+    fn forget(&mut self, ino: u64, n: u64) {
+        let Some(entry) = self.by_ino.get_mut(&ino) else {
+            return;
+        };
+        entry.1 = entry.1.saturating_sub(n);
+        if entry.1 == 0 && ino != MailFs::ROOT_INO {
+            if let Some((node, _)) = self.by_ino.remove(&ino) {
+                self.by_node.remove(&node);
+            }
+        }
     }
 }
 
@@ -241,7 +313,7 @@ pub struct MailFs {
     accounts: Vec<AccountRow>,
     folders: Mutex<HashMap<i64, Arc<FolderTimeline>>>,
     trees: Mutex<LruCache<(i64, Millis), Arc<ViewTree>>>,
-    listings: Mutex<LruCache<u64, Arc<Listing>>>,
+    listings: Mutex<ListingCache>,
     deleted_trees: Mutex<HashMap<i64, Arc<DeletedTree>>>,
     blobs: BlobCache,
     sizes: SizeCache,
@@ -284,7 +356,7 @@ impl MailFs {
             accounts,
             folders: Mutex::new(HashMap::new()),
             trees: Mutex::new(LruCache::new(NonZeroUsize::new(64).unwrap())),
-            listings: Mutex::new(LruCache::new(NonZeroUsize::new(256).unwrap())),
+            listings: Mutex::new(ListingCache::new(LISTING_CACHE_ENTRIES)),
             deleted_trees: Mutex::new(HashMap::new()),
             blobs: BlobCache::new(opts.cache_bytes),
             sizes: SizeCache::new(1 << 20),
@@ -318,10 +390,45 @@ impl MailFs {
 
     fn node(&self, ino: u64) -> FsResult<Node> {
         let inodes = self.inodes.read().unwrap();
-        ino.checked_sub(1)
-            .and_then(|i| inodes.nodes.get(i as usize))
-            .cloned()
+        inodes
+            .by_ino
+            .get(&ino)
+            .map(|(node, _)| node.clone())
             .ok_or(FsError::NotFound)
+    }
+
+    /// The kernel was told of `ino` once more (a lookup or readdirplus
+    /// reply); it holds it until it forgets it.
+    pub fn remember(&self, ino: u64) {
+        self.inodes.write().unwrap().remember(ino);
+    }
+
+    /// The kernel dropped `n` references to `ino`.
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.write().unwrap().forget(ino, n);
+    }
+
+    /// Number of inodes held (for tests and statistics).
+    pub fn inode_count(&self) -> usize {
+        self.inodes.read().unwrap().by_ino.len()
+    }
+
+    /// The inode number a plain `readdir` reports for an entry: the real one
+    /// when the node has one, else a stable stand-in (the kernel takes real
+    /// numbers from lookups only).
+    pub fn entry_ino(&self, e: &DirEntry) -> u64 {
+        if let Some(&ino) = self.inodes.read().unwrap().by_node.get(&e.node) {
+            return ino;
+        }
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        e.node.hash(&mut h);
+        h.finish() | (1 << 63)
+    }
+
+    /// Attributes of a listed entry, giving it an inode number (readdirplus).
+    pub fn entry_attr(&self, e: &DirEntry) -> FsResult<Attr> {
+        self.getattr(self.ino(e.node.clone()))
     }
 
     fn account(&self, acct: i64) -> FsResult<&AccountRow> {
@@ -388,11 +495,7 @@ impl MailFs {
     }
 
     fn dir_entry(&self, name: String, node: Node, kind: EntryKind) -> DirEntry {
-        DirEntry {
-            name,
-            ino: self.ino(node),
-            kind,
-        }
+        DirEntry { name, node, kind }
     }
 
     fn list_root(&self) -> Listing {
@@ -694,11 +797,11 @@ impl MailFs {
             }
         }
         let listing = self.readdir(parent)?;
-        let ino = match listing.find(name) {
-            Some(entry) => entry.ino,
-            None => self.ino(listing.hidden.get(name).ok_or(FsError::NotFound)?.clone()),
+        let node = match listing.find(name) {
+            Some(entry) => entry.node.clone(),
+            None => listing.hidden.get(name).ok_or(FsError::NotFound)?.clone(),
         };
-        self.getattr(ino)
+        self.getattr(self.ino(node))
     }
 
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
