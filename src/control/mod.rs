@@ -4,6 +4,7 @@
 
 use std::sync::Mutex;
 
+pub mod plane;
 pub mod request;
 
 /// One entry of a control directory.
