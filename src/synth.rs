@@ -381,6 +381,9 @@ pub struct FlagChange {
     pub after: Vec<String>,
 }
 
+/// Days (`YYYY-MM-DD`) with a change, by account key.
+type DaysByAccount = BTreeMap<String, Vec<String>>;
+
 /// What [`write_sample`] wrote, for tests to assert against.
 #[derive(Clone, Debug)]
 pub struct SampleInfo {
@@ -492,7 +495,7 @@ impl SampleBuilder {
         Ok(st)
     }
 
-    fn finish(mut self) -> Result<(Vec<SampleItem>, BTreeMap<String, Vec<String>>)> {
+    fn finish(mut self) -> Result<(Vec<SampleItem>, DaysByAccount)> {
         let mut out = Vec::new();
         let mut days: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (acc, items) in &self.items {

@@ -32,8 +32,8 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ItemId, Millis};
-use crate::timeline::{self, DAY_MS};
 use crate::restore::target::{ImapSpec, TargetSpec, TlsMode};
+use crate::timeline::{self, DAY_MS};
 
 /// Why a request line was refused (shown in `.control/last-error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -35,7 +35,9 @@ use crate::control::request::Request;
 use crate::format::BackupReader;
 use crate::fs::tree::{FolderTimeline, ViewTree};
 use crate::model::{ItemId, ItemKind, Millis, MAILBOX_ROOT, VIEW_ROOT};
-use crate::restore::target::{header_value, open_target, AppendOutcome, RestoreMessage, TargetSpec};
+use crate::restore::target::{
+    header_value, open_target, AppendOutcome, RestoreMessage, TargetSpec,
+};
 use crate::timeline::valid_at;
 
 /// The backup a restore reads from.
@@ -237,23 +239,22 @@ pub fn plan(src: &RestoreSource, req: &Request, run_day: Millis) -> Result<Plan,
                     states[0].kind.as_str()
                 ));
             }
-            let state = match at {
-                Some(t) => states
-                    .iter()
-                    .rev()
-                    .find(|s| valid_at(s.start, s.eff_end, s.deleted, *t))
-                    .ok_or_else(|| {
-                        format!(
-                            "item {item} of {account} did not exist at {}",
-                            crate::timeline::format_instant(*t)
-                        )
+            let state =
+                match at {
+                    Some(t) => states
+                        .iter()
+                        .rev()
+                        .find(|s| valid_at(s.start, s.eff_end, s.deleted, *t))
+                        .ok_or_else(|| {
+                            format!(
+                                "item {item} of {account} did not exist at {}",
+                                crate::timeline::format_instant(*t)
+                            )
+                        })?,
+                    None => states.iter().rev().find(|s| !s.deleted).ok_or_else(|| {
+                        format!("item {item} of {account} has no non-deleted state")
                     })?,
-                None => states
-                    .iter()
-                    .rev()
-                    .find(|s| !s.deleted)
-                    .ok_or_else(|| format!("item {item} of {account} has no non-deleted state"))?,
-            };
+                };
             let path = match folder {
                 Some(f) => f.clone(),
                 None => {

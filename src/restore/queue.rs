@@ -229,12 +229,12 @@ impl RestoreQueue {
     /// Queue requests, all or none, in order; their job ids.
     pub fn submit(&self, requests: Vec<(String, Request)>) -> Result<Vec<u64>, String> {
         let mut jobs = self.shared.jobs.lock().unwrap();
-        let mut next = jobs.keys().next_back().map_or(1, |id| id + 1);
+        let first = jobs.keys().next_back().map_or(1, |id| id + 1);
         let now = now_millis();
         let mut new = Vec::new();
-        for (line, request) in requests {
+        for (id, (line, request)) in (first..).zip(requests) {
             new.push(Job {
-                id: next,
+                id,
                 line,
                 request,
                 state: JobState::Queued,
@@ -247,7 +247,6 @@ impl RestoreQueue {
                 report: None,
                 error: None,
             });
-            next += 1;
         }
         let mut written = Vec::new();
         for job in &new {
@@ -513,7 +512,7 @@ mod tests {
         fs::write(&p, "R\ta\t1\t0\nS\ta\t2\t0\nR\ta\t3").unwrap();
         let j = read_journal(&p).unwrap();
         assert_eq!(j.len(), 2);
-        assert_eq!(j["a\t1\t0"], true);
-        assert_eq!(j["a\t2\t0"], false);
+        assert!(j["a\t1\t0"]);
+        assert!(!j["a\t2\t0"]);
     }
 }
