@@ -679,6 +679,89 @@ fn restore_one(
 mod tests {
     use super::*;
 
+    use crate::control::request::parse_request;
+
+    fn sample() -> (tempfile::TempDir, RestoreSource) {
+        let dir = tempfile::tempdir().unwrap();
+        let backup = dir.path().join("backup");
+        crate::synth::write_sample(&backup).unwrap();
+        let opened = crate::mount::open_backup(
+            &backup,
+            Some(&dir.path().join("index")),
+            crate::format::FormatChoice::Auto,
+            crate::mount::Refresh::IfEmpty,
+            false,
+        )
+        .unwrap();
+        let src = RestoreSource {
+            catalog: opened.catalog,
+            reader: opened.reader,
+        };
+        (dir, src)
+    }
+
+    /// (item id, folder path) of a one-group plan.
+    fn planned_items(src: &RestoreSource, line: &str) -> Vec<(ItemId, String)> {
+        let plan = plan(src, &parse_request(line).unwrap(), 0).unwrap();
+        let mut v: Vec<_> = plan
+            .groups
+            .iter()
+            .flat_map(|g| g.items.iter())
+            .map(|i| (i.item_id, i.folder.join("/")))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn plans_follow_the_verbs() {
+        let (_dir, src) = sample();
+        let at = planned_items(
+            &src,
+            "account john@example.com 2013-07-12T15:03:00Z to=maildir:/r",
+        );
+        let has =
+            |v: &[(ItemId, String)], id: ItemId, f: &str| v.iter().any(|(i, p)| *i == id && p == f);
+        assert!(has(&at, 339, "Trash"), "{at:?}");
+        assert!(has(&at, 305, "Old stuff"), "{at:?}");
+        assert!(has(&at, 302, "Inbox/Projects/2013"), "{at:?}");
+        let last = planned_items(&src, "account john@example.com last to=maildir:/r");
+        assert!(
+            !last.iter().any(|(i, _)| *i == 339 || *i == 305),
+            "{last:?}"
+        );
+        assert!(has(&last, 302, "Inbox/Projets clients/2013"), "{last:?}");
+        let und = planned_items(
+            &src,
+            "undelete john@example.com 2013-07-12 2013-07-12 to=maildir:/r",
+        );
+        assert_eq!(und, vec![(339, "Trash".to_string())]);
+        let und = planned_items(&src, "undelete john@example.com first last to=maildir:/r");
+        assert_eq!(
+            und,
+            vec![(305, "Old stuff".to_string()), (339, "Trash".to_string())]
+        );
+        // item: newest non-deleted state, or the one valid at at=.
+        assert_eq!(
+            planned_items(&src, "item john@example.com 339 to=maildir:/r"),
+            vec![(339, "Trash".to_string())]
+        );
+        assert_eq!(
+            planned_items(
+                &src,
+                "item john@example.com 339 to=maildir:/r at=2013-07-12T15:00:00Z"
+            ),
+            vec![(339, "Inbox".to_string())]
+        );
+        // external: one target per account.
+        let plan = plan(&src, &parse_request("external to=maildir:/r").unwrap(), 0).unwrap();
+        let targets: Vec<_> = plan.groups.iter().map(|g| g.target.clone()).collect();
+        assert!(targets.contains(&TargetSpec::Maildir("/r/anna@example.com".into())));
+        assert_eq!(plan.groups.len(), 3);
+        let e = check(&src, &parse_request("item nobody 1 to=maildir:/r").unwrap());
+        assert!(e.unwrap_err().contains("unknown account"));
+    }
+
     #[test]
     fn keyword_is_the_utc_date() {
         // 2026-11-23T23:59:59Z
