@@ -486,6 +486,20 @@ fn bad_requests_fail_with_einval_and_create_no_job() {
         status.contains(&format!("request: item {JOHN} 339 ")),
         "{status}"
     );
+    // A target that cannot be reached is no bad request: the job fails
+    // and says why.
+    let pw = s.dir.path().join("pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    let id = submit(
+        &m,
+        &format!(
+            "item {JOHN} 339 to=imap://u@127.0.0.1:1 password_file={}",
+            pw.display()
+        ),
+    );
+    let status = wait_job(&m, id);
+    assert_eq!(state_of(&status), "failed", "{status}");
+    assert!(status.contains("\nerror: opening the target"), "{status}");
 }
 
 #[test]
@@ -515,6 +529,33 @@ fn cli_restore_reports_and_exit_codes() {
     assert_eq!(msgs.len(), 1, "{files:?}");
     let bytes = std::fs::read(out.join(msgs[0])).unwrap();
     assert_eq!(Some(bytes), s.info.item(&key, 339).unwrap().content.clone());
+    // external: one tree per account, named by its address.
+    let ext = s.dir.path().join("cli-external");
+    let (code, stdout, stderr) = cli(&[
+        "restore",
+        backup,
+        "--index",
+        index,
+        &format!(
+            "external accounts={JOHN},anna@example.com to=maildir:{}",
+            ext.display()
+        ),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let mut trees: Vec<String> = std::fs::read_dir(&ext)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    trees.sort();
+    assert_eq!(trees, vec!["anna@example.com", JOHN]);
+    let (anna_files, _) = maildir_messages(&ext.join("anna@example.com"));
+    let (john_files, _) = maildir_messages(&ext.join(JOHN));
+    assert_eq!(
+        stat(&stdout, "Restored Items:"),
+        (anna_files + john_files) as u64,
+        "{stdout}"
+    );
+    assert!(anna_files > 0 && john_files > 0);
     // A refused request: exit 2, nothing run.
     let (code, _, stderr) = cli(&[
         "restore",

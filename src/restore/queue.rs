@@ -138,6 +138,9 @@ impl Job {
         if let (Some(a), Some(b)) = (self.started, self.finished) {
             let secs = (b - a).max(0) as f64 / 1000.0;
             s.push_str(&format!("elapsed: {secs:.3} s\n"));
+            if secs > 0.0 && self.done > 0 {
+                s.push_str(&format!("rate: {:.0} items/s\n", self.done as f64 / secs));
+            }
         }
         if self.runs > 1 {
             s.push_str(&format!("runs: {} (resumed after a restart)\n", self.runs));
