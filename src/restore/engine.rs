@@ -170,15 +170,19 @@ fn select_external(
             .map_err(|e| format!("reading the catalogue: {e:#}"))?;
         for d in domains {
             let d = d.trim_start_matches('@').to_ascii_lowercase();
-            let before = chosen.len();
-            for a in &all {
-                let domain = a.name.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
-                if domain.as_deref() == Some(d.as_str()) {
-                    chosen.insert(a.id, a.clone());
-                }
-            }
-            if chosen.len() == before && !all.iter().any(|a| a.name.ends_with(&format!("@{d}"))) {
+            let in_domain: Vec<&AccountRow> = all
+                .iter()
+                .filter(|a| {
+                    a.name
+                        .rsplit_once('@')
+                        .is_some_and(|(_, ad)| ad.eq_ignore_ascii_case(&d))
+                })
+                .collect();
+            if in_domain.is_empty() {
                 return Err(format!("no account in domain {d:?}"));
+            }
+            for a in in_domain {
+                chosen.insert(a.id, a.clone());
             }
         }
     }
@@ -758,6 +762,12 @@ mod tests {
         let targets: Vec<_> = plan.groups.iter().map(|g| g.target.clone()).collect();
         assert!(targets.contains(&TargetSpec::Maildir("/r/anna@example.com".into())));
         assert_eq!(plan.groups.len(), 3);
+        let by_domain = parse_request("external domains=EXAMPLE.com to=maildir:/r").unwrap();
+        assert_eq!(plan(&src, &by_domain, 0).unwrap().groups.len(), 3);
+        let nowhere = parse_request("external domains=nowhere.org to=maildir:/r").unwrap();
+        assert!(check(&src, &nowhere)
+            .unwrap_err()
+            .contains("no account in domain"));
         let e = check(&src, &parse_request("item nobody 1 to=maildir:/r").unwrap());
         assert!(e.unwrap_err().contains("unknown account"));
     }
