@@ -763,7 +763,7 @@ mod tests {
         assert!(targets.contains(&TargetSpec::Maildir("/r/anna@example.com".into())));
         assert_eq!(plan.groups.len(), 3);
         let by_domain = parse_request("external domains=EXAMPLE.com to=maildir:/r").unwrap();
-        assert_eq!(plan(&src, &by_domain, 0).unwrap().groups.len(), 3);
+        assert_eq!(super::plan(&src, &by_domain, 0).unwrap().groups.len(), 3);
         let nowhere = parse_request("external domains=nowhere.org to=maildir:/r").unwrap();
         assert!(check(&src, &nowhere)
             .unwrap_err()
