@@ -121,6 +121,31 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
+    /// Run restore requests now, without a mount, with a progress bar, and
+    /// print each report. Exit status: 0 when every item was restored or
+    /// skipped, 1 when some were not, 2 for a refused request.
+    #[command(
+        long_about = "Run restore requests now, without a mount: the same requests \
+        `.control/restore` takes, one quoted argument each.\n\n\
+        Requests:\n  \
+        item     ACCOUNT ITEM_ID            to=TARGET [folder=NAME] [at=INSTANT]\n  \
+        account  ACCOUNT DATE|last          to=TARGET\n  \
+        undelete ACCOUNT FROM|first TO|last to=TARGET\n  \
+        external [accounts=A,B] [domains=D] to=TARGET\n\n\
+        TARGET is maildir:/PATH, mbox:/PATH or imap://USER@HOST:PORT[/PREFIX] with \
+        password_file=/PATH.\n\n\
+        Example:\n  mailbackfs restore /opt/zextras/backup/zextras \\\n    \
+        'undelete john@example.com 2013-07-12 last to=maildir:/srv/restore/john'\n\n\
+        Exit status: 0 when every item was restored or skipped, 1 when some were not \
+        (the report says why), 2 for a refused request."
+    )]
+    Restore {
+        #[command(flatten)]
+        backup: BackupArgs,
+        /// Request lines, one quoted argument each.
+        #[arg(required = true, value_name = "REQUEST")]
+        requests: Vec<String>,
+    },
     /// Write synthetic Zextras backups (the README sample, test fixtures,
     /// benchmark data): `synth sample DIR`, `synth tolerance DIR`,
     /// `synth generated DIR --accounts N --items N --seed S [--big-folder N]`.
@@ -134,6 +159,9 @@ enum Cmd {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    if let Cmd::Restore { backup, requests } = &cli.command {
+        return restore(backup, requests);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -209,6 +237,98 @@ fn run(cli: Cli) -> Result<()> {
             threads,
         } => check(&backup, accounts, json, format, threads),
         Cmd::Synth { args } => mailbackfs::synth::run_cli(&args),
+        Cmd::Restore { .. } => unreachable!("handled in main"),
+    }
+}
+
+/// `mailbackfs restore`: check every request, then run them in order.
+fn restore(backup: &BackupArgs, requests: &[String]) -> ExitCode {
+    use mailbackfs::control::request::parse_request;
+    use mailbackfs::restore::engine::{self, RestoreSource};
+    let opened = match mount::open_backup(
+        &backup.backup,
+        backup.index.as_deref(),
+        backup.format,
+        mount::Refresh::Always,
+        false,
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("mailbackfs: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let src = RestoreSource {
+        catalog: opened.catalog.clone(),
+        reader: opened.reader.clone(),
+    };
+    let mut parsed = Vec::new();
+    for (n, line) in requests.iter().enumerate() {
+        let checked = parse_request(line)
+            .map_err(|e| e.0)
+            .and_then(|r| engine::check(&src, &r).map(|()| r));
+        match checked {
+            Ok(r) => parsed.push(r),
+            Err(why) => {
+                eprintln!("mailbackfs: request {}: {line}: {why}", n + 1);
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut all_restored = true;
+    let now = chrono::Utc::now().timestamp_millis();
+    for (line, req) in requests.iter().zip(&parsed) {
+        println!("request: {line}");
+        let plan = match engine::plan(&src, req, now) {
+            Ok(p) => p,
+            Err(why) => {
+                eprintln!("mailbackfs: {line}: {why}");
+                return ExitCode::from(2);
+            }
+        };
+        let mut hooks = BarHooks(indicatif::ProgressBar::hidden());
+        match engine::run(&src, &plan, &Default::default(), &mut hooks) {
+            Ok(run) => {
+                hooks.0.finish_and_clear();
+                print!("{}", run.report.render());
+                println!();
+                all_restored &= run.report.unrestored.is_empty();
+            }
+            Err(e) => {
+                hooks.0.abandon();
+                eprintln!("mailbackfs: {line}: {e:#}");
+                all_restored = false;
+            }
+        }
+    }
+    if all_restored {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// A progress bar over the items of one request.
+struct BarHooks(indicatif::ProgressBar);
+
+impl mailbackfs::restore::engine::RunHooks for BarHooks {
+    fn planned(&mut self, total: u64) {
+        self.0 = indicatif::ProgressBar::new(total);
+        self.0.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} items {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    }
+
+    fn item_done(
+        &mut self,
+        _key: &str,
+        _outcome: &mailbackfs::restore::engine::ItemOutcome,
+    ) -> Result<()> {
+        self.0.inc(1);
+        Ok(())
     }
 }
 

@@ -1,6 +1,6 @@
 //! Serving one mount: open the backup, bring the catalogue up to date,
-//! build the filesystem and hand it to the kernel until unmounted or told
-//! to stop (SIGTERM, SIGINT, SIGHUP).
+//! start the restore queue, build the filesystem and hand it to the kernel
+//! until unmounted or told to stop (SIGTERM, SIGINT, SIGHUP).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::catalog::{self, Catalog};
+use crate::control::plane::QueuePlane;
 use crate::format::{self, BackupReader, FormatChoice};
 use crate::fs::{FsOptions, MailFs};
 use crate::fuse::{mount_config, FuseAdapter};
+use crate::restore::engine::RestoreSource;
+use crate::restore::queue::RestoreQueue;
 
 /// Everything a mount needs to know.
 #[derive(Clone, Debug)]
@@ -104,13 +107,25 @@ pub fn serve(opts: &MountOptions, ready: impl FnOnce()) -> Result<()> {
         },
         false,
     )?;
-    let fs = Arc::new(MailFs::new(
-        opened.catalog.clone(),
-        opened.reader.clone(),
-        FsOptions {
-            cache_bytes: opts.cache_mb.max(1) << 20,
+    // The restore queue: jobs under the index directory, resumed now.
+    let queue = RestoreQueue::open(
+        &opened.index_dir,
+        RestoreSource {
+            catalog: opened.catalog.clone(),
+            reader: opened.reader.clone(),
         },
-    )?);
+    )?;
+    queue.start();
+    let fs = Arc::new(
+        MailFs::new(
+            opened.catalog.clone(),
+            opened.reader.clone(),
+            FsOptions {
+                cache_bytes: opts.cache_mb.max(1) << 20,
+            },
+        )?
+        .with_control(Arc::new(QueuePlane::new(queue))),
+    );
     let source = format!("mailbackfs:{}", opened.root.display());
     let config = mount_config(&source, opts.threads);
     let mut session = fuser::Session::new(FuseAdapter::new(fs), &opts.mountpoint, &config)

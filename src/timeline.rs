@@ -68,9 +68,9 @@ pub fn day_name(day: i64) -> String {
     }
 }
 
-/// The day number of a `YYYY-MM-DD` name.
+/// The day number of a `YYYY-MM-DD` name (every field its full width).
 pub fn parse_day(s: &str) -> Option<i64> {
-    if s.len() != 10 {
+    if s.len() != 10 || s.as_bytes()[4] != b'-' || s.as_bytes()[7] != b'-' {
         return None;
     }
     let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
@@ -79,23 +79,47 @@ pub fn parse_day(s: &str) -> Option<i64> {
 }
 
 /// Parse an instant as the design allows it, always UTC:
-/// `2013-07-12T15:03:00`, `2013-07-12T15:03:00Z`, `2013-07-12T15:03:00.250Z`,
-/// `20130712.150300`.
+/// `2013-07-12T15:03:00`, `2013-07-12T15:03:00Z`, `2013-07-12T15:03:00.250Z`
+/// (1 to 3 fraction digits, `Z` optional), `20130712.150300`. Every field
+/// has its full width; leap seconds and offsets are refused.
 pub fn parse_instant(s: &str) -> Option<Millis> {
+    let b = s.as_bytes();
+    if !b.iter().all(|c| c.is_ascii_graphic()) {
+        return None;
+    }
+    if b.len() == 15 && b[8] == b'.' {
+        return fixed(s, "%Y%m%d.%H%M%S", 0);
+    }
     let s = s.strip_suffix('Z').unwrap_or(s);
-    let formats = [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y%m%d.%H%M%S",
-        "%Y%m%d.%H%M%S%.f",
-    ];
-    // chrono's %.f also accepts no fraction; reject a trailing dot or junk
-    // by requiring the whole string to parse.
-    formats.iter().find_map(|f| {
-        NaiveDateTime::parse_from_str(s, f)
-            .ok()
-            .map(|dt| dt.and_utc().timestamp_millis())
-    })
+    if s.len() < 19 || s.as_bytes()[10] != b'T' {
+        return None;
+    }
+    let (main, frac) = s.split_at(19);
+    let ms = match frac {
+        "" => 0,
+        f => {
+            let digits = f.strip_prefix('.')?;
+            if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|c| c.is_ascii_digit())
+            {
+                return None;
+            }
+            digits.parse::<i64>().ok()? * 10_i64.pow(3 - digits.len() as u32)
+        }
+    };
+    fixed(main, "%Y-%m-%dT%H:%M:%S", ms)
+}
+
+/// Parse a fixed-width form strictly (every field its full width).
+fn fixed(s: &str, fmt: &str, ms: Millis) -> Option<Millis> {
+    let dt = NaiveDateTime::parse_from_str(s, fmt).ok()?;
+    if dt.and_utc().timestamp_subsec_nanos() >= 1_000_000_000 {
+        return None; // a leap second (:60)
+    }
+    // chrono accepts short fields ("2013-7-1..."): insist on the exact form.
+    if dt.format(fmt).to_string() != s {
+        return None;
+    }
+    Some(dt.and_utc().timestamp_millis() + ms)
 }
 
 /// RFC 3339 UTC with milliseconds, as xattrs show instants.
@@ -136,6 +160,26 @@ mod tests {
         assert_eq!(parse_instant("2013-07-12"), None);
         assert_eq!(parse_instant("yesterday"), None);
         assert_eq!(parse_instant("2013-07-12T25:03:00"), None);
+        assert_eq!(parse_instant("2013-07-12T15:03:00.25Z"), Some(t + 250));
+        assert_eq!(parse_instant("2013-07-12T15:03:00.2"), Some(t + 200));
+        for bad in [
+            "",
+            "2013-07-12 15:03:00",
+            "2013-07-12T15:03",
+            "2013-7-12T15:03:00",
+            "2013-07-12T15:03:00.",
+            "2013-07-12T15:03:00.2500Z",
+            "2013-07-12T15:03:00+01:00",
+            "2013-02-30T00:00:00",
+            "2013-07-12T24:00:00",
+            "2013-07-12T15:03:60",
+            "20130712150300",
+            "20130712.1503",
+            "2013-07-12T15:03:00ZZ",
+            "2013-07-12T15:03:00.x5Z",
+        ] {
+            assert_eq!(parse_instant(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -144,7 +188,15 @@ mod tests {
         assert_eq!(day_name(d), "2013-07-12");
         assert_eq!(day_of(1373641380000), d);
         assert_eq!(PointInTime::end_of_day(d).millis(), 1373673599999);
-        assert_eq!(parse_day("2013-7-12"), None);
+        for bad in [
+            "2013-7-12",
+            "2013-07-32",
+            "2013/07/12",
+            "20130712",
+            "2013-07-12T00:00:00",
+        ] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `mailbackfs-mountd`: serves one mount until it is unmounted or receives
-//! SIGTERM, then unmounts cleanly. `mailbackfs mount` starts it in the
+//! `mailbackfs-mountd`: serves one mount, and runs its restore queue (jobs
+//! in `<index>/jobs/`, resumed when it starts), until it is unmounted or
+//! receives SIGTERM, then unmounts cleanly. `mailbackfs mount` starts it in the
 //! background; it can also run under systemd or from `mount.mailbackfs`.
 
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 
 use std::sync::Mutex;
 
+pub mod plane;
 pub mod request;
 
 /// One entry of a control directory.
@@ -92,5 +93,19 @@ A malformed request makes the write fail with EINVAL and creates no job;
   stop         write a job id, or \"all\", to stop jobs
 
 Jobs run one at a time, in order, survive a restart of the daemon, and skip
-what the target already has.
+what the target already has. Several request lines may be written at once:
+either all are accepted or none.
+
+What is restored: `item` its newest non-deleted state (or the one valid at
+at=); `account` every message as it was at DATE, in that moment's folders;
+`undelete` messages whose deletion falls in [FROM, TO], into the folder
+they were deleted from, with the keyword undelete_DD_MM_YY; `external`
+every account (or those named / in the domains) at its newest state, into
+TARGET/<address> for maildir and mbox, or under the folder <address> below
+the IMAP prefix. Contacts, appointments and documents are not messages:
+they are left out and listed in the report.
+
+The report of a job (in jobs/<id>) counts restored, skipped and
+unrestored items; each unrestored item is listed with its reason: read
+error, broken item, or rejected by the target.
 ";

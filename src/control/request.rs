@@ -29,11 +29,11 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ItemId, Millis};
 use crate::restore::target::{ImapSpec, TargetSpec, TlsMode};
+use crate::timeline::{self, DAY_MS};
 
 /// Why a request line was refused (shown in `.control/last-error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,8 +87,6 @@ impl Request {
         }
     }
 }
-
-const DAY_MS: Millis = 86_400_000;
 
 /// Parse one request line (a trailing line end is ignored).
 pub fn parse_request(line: &str) -> Result<Request, RequestError> {
@@ -182,9 +180,9 @@ pub fn parse_request(line: &str) -> Result<Request, RequestError> {
             let from = match args[1].as_str() {
                 "first" => None,
                 s => Some(
-                    parse_day(s)
-                        .map(|end| end - (DAY_MS - 1))
-                        .or_else(|| parse_instant(s))
+                    timeline::parse_day(s)
+                        .map(|d| d * DAY_MS)
+                        .or_else(|| timeline::parse_instant(s))
                         .ok_or_else(|| bad_date("FROM", s))?,
                 ),
             };
@@ -281,60 +279,12 @@ fn parse_folder(s: &str) -> Result<Vec<String>, RequestError> {
 
 /// A day (its end) or an instant.
 fn parse_when(s: &str) -> Option<Millis> {
-    parse_day(s).or_else(|| parse_instant(s))
+    day_end(s).or_else(|| timeline::parse_instant(s))
 }
 
 /// `YYYY-MM-DD` → the last millisecond of that UTC day.
-pub fn parse_day(s: &str) -> Option<Millis> {
-    if s.len() != 10 || s.as_bytes()[4] != b'-' || s.as_bytes()[7] != b'-' {
-        return None;
-    }
-    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
-    let start = d.and_time(NaiveTime::MIN).and_utc().timestamp_millis();
-    Some(start + DAY_MS - 1)
-}
-
-/// An instant, UTC: `2013-07-12T15:03:00`, `2013-07-12T15:03:00Z`,
-/// `2013-07-12T15:03:00.250Z` (1–3 fraction digits, `Z` optional), or
-/// `20130712.150300`.
-pub fn parse_instant(s: &str) -> Option<Millis> {
-    let b = s.as_bytes();
-    if !b.iter().all(|c| c.is_ascii_graphic()) {
-        return None;
-    }
-    if b.len() == 15 && b[8] == b'.' {
-        return fixed(s, "%Y%m%d.%H%M%S", 0);
-    }
-    let s = s.strip_suffix('Z').unwrap_or(s);
-    if s.len() < 19 || s.as_bytes()[10] != b'T' {
-        return None;
-    }
-    let (main, frac) = s.split_at(19);
-    let ms = match frac {
-        "" => 0,
-        f => {
-            let digits = f.strip_prefix('.')?;
-            if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|c| c.is_ascii_digit())
-            {
-                return None;
-            }
-            digits.parse::<i64>().ok()? * 10_i64.pow(3 - digits.len() as u32)
-        }
-    };
-    fixed(main, "%Y-%m-%dT%H:%M:%S", ms)
-}
-
-/// Parse a fixed-width form strictly (every field its full width).
-fn fixed(s: &str, fmt: &str, ms: Millis) -> Option<Millis> {
-    let dt = NaiveDateTime::parse_from_str(s, fmt).ok()?;
-    if dt.and_utc().timestamp_subsec_nanos() >= 1_000_000_000 {
-        return None; // a leap second (:60)
-    }
-    // chrono accepts short fields ("2013-7-1..."): insist on the exact form.
-    if dt.format(fmt).to_string() != s {
-        return None;
-    }
-    Some(dt.and_utc().timestamp_millis() + ms)
+fn day_end(s: &str) -> Option<Millis> {
+    timeline::parse_day(s).map(|d| timeline::PointInTime::end_of_day(d).millis())
 }
 
 /// Parse `to=` with the IMAP-only `password_file=` and `ca_file=`.
@@ -561,47 +511,13 @@ mod tests {
     }
 
     #[test]
-    fn instants() {
-        assert_eq!(parse_instant("2013-07-12T15:03:00"), Some(T0));
-        assert_eq!(parse_instant("2013-07-12T15:03:00Z"), Some(T0));
-        assert_eq!(parse_instant("2013-07-12T15:03:00.250Z"), Some(T0 + 250));
-        assert_eq!(parse_instant("2013-07-12T15:03:00.25Z"), Some(T0 + 250));
-        assert_eq!(parse_instant("2013-07-12T15:03:00.2"), Some(T0 + 200));
-        assert_eq!(parse_instant("20130712.150300"), Some(T0));
-        for bad in [
-            "",
-            "2013-07-12",
-            "2013-07-12 15:03:00",
-            "2013-07-12T15:03",
-            "2013-7-12T15:03:00",
-            "2013-07-12T15:03:00.",
-            "2013-07-12T15:03:00.2500Z",
-            "2013-07-12T15:03:00+01:00",
-            "2013-02-30T00:00:00",
-            "2013-07-12T24:00:00",
-            "2013-07-12T15:03:60",
-            "20130712150300",
-            "20130712.1503",
-            "2013-07-12T15:03:00ZZ",
-            "2013-07-12T15:03:00.x5Z",
-        ] {
-            assert_eq!(parse_instant(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn days() {
-        assert_eq!(parse_day("2013-07-12"), Some(1_373_673_599_999));
-        assert_eq!(parse_day("1970-01-01"), Some(DAY_MS - 1));
-        for bad in [
-            "2013-7-12",
-            "2013-07-32",
-            "2013/07/12",
-            "20130712",
-            "2013-07-12T00:00:00",
-        ] {
-            assert_eq!(parse_day(bad), None, "{bad}");
-        }
+        // A DATE is the end of that UTC day; the parsing itself is
+        // timeline's (tested there).
+        assert_eq!(day_end("2013-07-12"), Some(1_373_673_599_999));
+        assert_eq!(day_end("1970-01-01"), Some(DAY_MS - 1));
+        assert_eq!(day_end("2013-7-12"), None);
+        assert_eq!(parse_when("2013-07-12T15:03:00.25Z"), Some(T0 + 250));
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Restores: where restored messages go (`target`) and how they get there
-//! over IMAP (`imap`). The job queue that drives them lives elsewhere and
-//! knows only the [`target::Target`] trait.
+//! Restores: what a request restores and how it runs (`engine`), the job
+//! queue of a mount (`queue`), where restored messages go (`target`) and
+//! how they get there over IMAP (`imap`).
 
+pub mod engine;
 pub mod imap;
+pub mod queue;
 pub mod target;
