@@ -424,3 +424,34 @@ fn salvaged_files_resolve_and_are_listed_once_the_damage_is_known() {
     );
     assert_eq!(read_all(&fs2, &format!("{p}.salvaged")).unwrap(), b"");
 }
+
+#[test]
+fn inodes_are_freed_when_the_kernel_forgets_them() {
+    let (_d, fs) = mailfs(sample());
+    let before = fs.inode_count();
+    let dir = resolve(&fs, "john@example.com/latest/Inbox").unwrap();
+    // Listing a directory gives out no inode numbers.
+    let listing = fs.readdir(dir).unwrap();
+    assert_eq!(
+        fs.inode_count(),
+        before + 3,
+        "account, latest and Inbox only"
+    );
+    let mut held = Vec::new();
+    for e in &listing.entries {
+        let a = fs.entry_attr(e).unwrap();
+        fs.remember(a.ino);
+        held.push(a.ino);
+    }
+    assert_eq!(fs.inode_count(), before + 3 + held.len());
+    for ino in &held {
+        fs.forget(*ino, 1);
+    }
+    assert_eq!(fs.inode_count(), before + 3);
+    // A forgotten entry resolves again by name.
+    let name = &listing.entries[0].name;
+    assert!(fs.lookup(dir, name).is_ok());
+    // The root is never freed.
+    fs.forget(MailFs::ROOT_INO, 100);
+    assert!(fs.getattr(MailFs::ROOT_INO).is_ok());
+}
