@@ -207,6 +207,9 @@ impl Listing {
 /// cached directories (a listing of 100,000 messages counts 100,000).
 const LISTING_CACHE_ENTRIES: usize = 400_000;
 
+/// How many item states are kept at hand for `stat` (about 300 bytes each).
+const ROW_CACHE_ENTRIES: usize = 131_072;
+
 /// Recently listed directories, bounded by their total number of entries so
 /// that memory does not grow with the size of the backup.
 struct ListingCache {
@@ -314,6 +317,8 @@ pub struct MailFs {
     folders: Mutex<HashMap<i64, Arc<FolderTimeline>>>,
     trees: Mutex<LruCache<(i64, Millis), Arc<ViewTree>>>,
     listings: Mutex<ListingCache>,
+    /// States of recently listed files, so `ls -l` needs no query per file.
+    rows: Mutex<LruCache<(i64, ItemId, i64), Arc<StateRow>>>,
     deleted_trees: Mutex<HashMap<i64, Arc<DeletedTree>>>,
     blobs: BlobCache,
     sizes: SizeCache,
@@ -357,6 +362,7 @@ impl MailFs {
             folders: Mutex::new(HashMap::new()),
             trees: Mutex::new(LruCache::new(NonZeroUsize::new(64).unwrap())),
             listings: Mutex::new(ListingCache::new(LISTING_CACHE_ENTRIES)),
+            rows: Mutex::new(LruCache::new(NonZeroUsize::new(ROW_CACHE_ENTRIES).unwrap())),
             deleted_trees: Mutex::new(HashMap::new()),
             blobs: BlobCache::new(opts.cache_bytes),
             sizes: SizeCache::new(1 << 20),
@@ -429,6 +435,24 @@ impl MailFs {
     /// Attributes of a listed entry, giving it an inode number (readdirplus).
     pub fn entry_attr(&self, e: &DirEntry) -> FsResult<Attr> {
         self.getattr(self.ino(e.node.clone()))
+    }
+
+    /// One state of one item: from the rows of recent listings, else the
+    /// catalogue.
+    pub(crate) fn state_row(&self, acct: i64, item: ItemId, seq: i64) -> FsResult<Arc<StateRow>> {
+        if let Some(row) = self.rows.lock().unwrap().get(&(acct, item, seq)) {
+            return Ok(row.clone());
+        }
+        let row = Arc::new(
+            self.catalog
+                .state(acct, item, seq)?
+                .ok_or(FsError::NotFound)?,
+        );
+        self.rows
+            .lock()
+            .unwrap()
+            .put((acct, item, seq), row.clone());
+        Ok(row)
     }
 
     fn account(&self, acct: i64) -> FsResult<&AccountRow> {
@@ -610,6 +634,10 @@ impl MailFs {
             entries.iter().map(|e| e.name.clone()).collect();
         let mut aliases = Vec::new();
         for row in rows {
+            self.rows
+                .lock()
+                .unwrap()
+                .put((acct, row.item_id, row.seq), Arc::new(row.clone()));
             let mut name = name_of(&row);
             if !taken.insert(name.clone()) {
                 name = names::cut_utf8(
@@ -840,10 +868,7 @@ impl MailFs {
                 seq,
                 view,
             } => {
-                let row = self
-                    .catalog
-                    .state(*acct, *item, *seq)?
-                    .ok_or(FsError::NotFound)?;
+                let row = self.state_row(*acct, *item, *seq)?;
                 // A deleted state in history/ is an empty file (see `open`).
                 let history_deleted = row.deleted && *view == View::History;
                 let size = match self.content_of(&row) {
@@ -936,10 +961,7 @@ impl MailFs {
                 seq,
                 view,
             } => {
-                let row = self
-                    .catalog
-                    .state(*acct, *item, *seq)?
-                    .ok_or(FsError::NotFound)?;
+                let row = self.state_row(*acct, *item, *seq)?;
                 if row.deleted && *view == View::History {
                     OpenFile::Bytes(Arc::new(Vec::new()))
                 } else {
@@ -1098,10 +1120,7 @@ impl MailFs {
                 seq,
                 view,
             } => {
-                let row = self
-                    .catalog
-                    .state(*acct, *item, *seq)?
-                    .ok_or(FsError::NotFound)?;
+                let row = self.state_row(*acct, *item, *seq)?;
                 out.push(("id".into(), row.label.clone()));
                 if let Some(f) = row.folder_id {
                     out.push(("folder_id".into(), f.to_string()));
