@@ -507,5 +507,8 @@ pub fn mount_config(source: &str, threads: usize) -> Config {
     ];
     config.acl = SessionACL::Owner;
     config.n_threads = Some(threads.max(1));
+    // One /dev/fuse descriptor per worker: no herd of threads woken for
+    // each request.
+    config.clone_fd = true;
     config
 }

@@ -144,10 +144,24 @@ impl OpenBlob {
             *guard = Some((reader.open_blob(&self.blob)?, 0));
         }
         let (stream, pos) = guard.as_mut().expect("stream just opened");
-        if *pos < start {
-            let skipped = io::copy(&mut stream.by_ref().take(start - *pos), &mut io::sink());
-            match skipped {
-                Ok(n) => *pos += n,
+        // Windows passed on the way are cached, not thrown away: the
+        // kernel's readahead often asks for a later window first, and the
+        // earlier one would otherwise cost a second decompression from the
+        // start of the blob.
+        while *pos < start {
+            let at = *pos;
+            let mut buf = vec![0u8; WINDOW.min(start - at) as usize];
+            match fill(stream, &mut buf) {
+                Ok(n) if n == buf.len() => {
+                    *pos += n as u64;
+                    if at % WINDOW == 0 && n as u64 == WINDOW {
+                        cache.put((self.key.clone(), at / WINDOW), Arc::new(buf));
+                    }
+                }
+                Ok(n) => {
+                    *pos += n as u64;
+                    break;
+                }
                 Err(e) => {
                     *guard = None;
                     return Err(e);
