@@ -17,10 +17,11 @@
 
 mod support;
 
+use support::{names, xattr};
+
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -30,24 +31,6 @@ use support::{cli, Mount};
 
 const T0: i64 = 1_373_900_000_000; // 2013-07-15T14:53:20Z
 const T1: i64 = T0 + 3_600_000;
-
-fn xattr(path: &Path, name: &str) -> Option<String> {
-    let out = Command::new("getfattr")
-        .args(["--only-values", "-n", name])
-        .arg(path)
-        .output()
-        .expect("getfattr");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn names(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect()
-}
 
 /// A message of about `len` bytes of varied text (compresses, not too well).
 fn message(id: i64, len: usize) -> Vec<u8> {

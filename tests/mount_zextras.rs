@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::{names, xattr};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,24 +13,6 @@ use mailbackfs::model::ItemKind;
 use mailbackfs::synth;
 use mailbackfs::timeline::format_instant;
 use support::{files_below, fingerprint, gunzip, Mount};
-
-fn xattr(path: &Path, name: &str) -> Option<String> {
-    let out = Command::new("getfattr")
-        .args(["--only-values", "-n", name])
-        .arg(path)
-        .output()
-        .expect("getfattr");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn names(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect()
-}
 
 /// The blob a digest names, found and gunzipped by hand.
 fn blob_by_hand(backup: &Path, digest: &str) -> Vec<u8> {

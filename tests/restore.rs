@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::xattr;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -125,17 +127,6 @@ fn progress(status: &str) -> (u64, u64) {
         .unwrap_or("0/0");
     let (a, b) = p.split_once('/').unwrap();
     (a.parse().unwrap(), b.parse().unwrap())
-}
-
-fn xattr(path: &Path, name: &str) -> Option<String> {
-    let out = Command::new("getfattr")
-        .args(["--only-values", "-n", name])
-        .arg(path)
-        .output()
-        .expect("getfattr");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A message as a view of the mount shows it: the oracle.

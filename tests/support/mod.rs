@@ -190,3 +190,24 @@ pub fn files_below(root: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// The value of an extended attribute, read with `getfattr` as an
+/// administrator would; `None` when it is absent.
+pub fn xattr(path: &Path, name: &str) -> Option<String> {
+    let out = Command::new("getfattr")
+        .args(["--only-values", "-n", name])
+        .arg(path)
+        .output()
+        .expect("getfattr");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The names in a directory.
+pub fn names(dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
