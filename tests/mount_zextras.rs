@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::{sample, Sample};
+
 use support::{names, xattr};
 
 use std::collections::BTreeSet;
@@ -18,25 +20,6 @@ use support::{files_below, fingerprint, gunzip, Mount};
 fn blob_by_hand(backup: &Path, digest: &str) -> Vec<u8> {
     let path = backup.join("items").join(&digest[..2]).join(digest);
     gunzip(&path)
-}
-
-struct Sample {
-    _dir: tempfile::TempDir,
-    backup: PathBuf,
-    index: PathBuf,
-    info: synth::SampleInfo,
-}
-
-fn sample() -> Sample {
-    let dir = tempfile::tempdir().unwrap();
-    let backup = dir.path().join("backup");
-    let info = synth::write_sample(&backup).unwrap();
-    Sample {
-        index: dir.path().join("index"),
-        backup,
-        info,
-        _dir: dir,
-    }
 }
 
 fn account_dir(s: &Sample, key: &str) -> String {

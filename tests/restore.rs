@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::{sample, Sample};
+
 use support::xattr;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,25 +24,6 @@ use support::dovecot::{chown_for_mail, Dovecot};
 use support::{cli, is_mounted, Mount};
 
 const JOHN: &str = "john@example.com";
-
-struct Sample {
-    dir: tempfile::TempDir,
-    backup: PathBuf,
-    index: PathBuf,
-    info: synth::SampleInfo,
-}
-
-fn sample() -> Sample {
-    let dir = tempfile::tempdir().unwrap();
-    let backup = dir.path().join("backup");
-    let info = synth::write_sample(&backup).unwrap();
-    Sample {
-        index: dir.path().join("index"),
-        backup,
-        info,
-        dir,
-    }
-}
 
 fn john_key(s: &Sample) -> String {
     s.info.account(JOHN).unwrap().key.clone()

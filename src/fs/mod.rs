@@ -1045,15 +1045,19 @@ impl MailFs {
         matches!(self.node(ino), Ok(Node::Control(p)) if self.control_writable(&p))
     }
 
-    /// One `write(2)` to an open control file.
-    pub fn write(&self, fh: u64, data: &[u8]) -> FsResult<usize> {
-        let file = self
-            .open_files
+    /// The open file behind a handle.
+    fn handle(&self, fh: u64) -> FsResult<Arc<OpenFile>> {
+        self.open_files
             .lock()
             .unwrap()
             .get(&fh)
             .cloned()
-            .ok_or(FsError::Invalid("bad file handle".into()))?;
+            .ok_or(FsError::Invalid("bad file handle".into()))
+    }
+
+    /// One `write(2)` to an open control file.
+    pub fn write(&self, fh: u64, data: &[u8]) -> FsResult<usize> {
+        let file = self.handle(fh)?;
         match &*file {
             OpenFile::Control(path, _) => {
                 self.control.write(path, data).map_err(FsError::Invalid)?;
@@ -1064,13 +1068,7 @@ impl MailFs {
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        let file = self
-            .open_files
-            .lock()
-            .unwrap()
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::Invalid("bad file handle".into()))?;
+        let file = self.handle(fh)?;
         match &*file {
             OpenFile::Bytes(b) | OpenFile::Control(_, b) => {
                 let start = (offset as usize).min(b.len());

@@ -211,3 +211,24 @@ pub fn names(dir: &Path) -> std::collections::BTreeSet<String> {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect()
 }
+
+/// The README sample backup in a temporary directory, with an index
+/// directory beside it and what the generator says it wrote.
+pub struct Sample {
+    pub dir: tempfile::TempDir,
+    pub backup: PathBuf,
+    pub index: PathBuf,
+    pub info: mailbackfs::synth::SampleInfo,
+}
+
+pub fn sample() -> Sample {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup");
+    let info = mailbackfs::synth::write_sample(&backup).unwrap();
+    Sample {
+        index: dir.path().join("index"),
+        backup,
+        info,
+        dir,
+    }
+}
