@@ -891,3 +891,127 @@ fn imap_restore_rate() {
         n as f64 / secs
     );
 }
+
+/// Close `f` with close(2) itself, so its error is seen (`File`'s drop
+/// ignores it).
+fn close_checked(f: std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: the descriptor is ours (into_raw_fd) and closed once.
+    if unsafe { libc::close(f.into_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn open_restore(m: &Mount) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.join(".control/restore"))
+        .unwrap()
+}
+
+/// One write(2) exactly (no retry on a short write).
+fn write_once(f: &mut std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    let n = f.write(bytes)?;
+    assert_eq!(n, bytes.len(), "short write");
+    Ok(())
+}
+
+/// The `request:` line of a job's status.
+fn request_of(m: &Mount, id: u64) -> String {
+    read_control(m, &format!("jobs/{id}"))
+        .lines()
+        .find_map(|l| l.strip_prefix("request: "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_request_split_over_two_writes_is_one_request() {
+    let s = sample();
+    let m = Mount::start(&s.backup, &s.index, &[]);
+    let out = s.dir.path().join("x");
+    let line = format!("item {JOHN} 339 to=maildir:{}/split/john", out.display());
+    let (a, b) = line.split_at(line.len() - 9);
+    let mut f = open_restore(&m);
+    write_once(&mut f, a.as_bytes()).unwrap();
+    // Nothing is taken before its line ends.
+    assert!(job_ids(&m).is_empty(), "a partial line made a job");
+    write_once(&mut f, format!("{b}\n").as_bytes()).unwrap();
+    close_checked(f).unwrap();
+    assert_eq!(job_ids(&m), vec![1]);
+    assert_eq!(request_of(&m, 1), line);
+    let status = wait_job(&m, 1);
+    assert_eq!(stat(&status, "Restored Items:"), 1, "{status}");
+    assert!(out.join("split/john/.Trash/cur").is_dir());
+    assert!(!out.join("sp").exists());
+}
+
+#[test]
+fn cat_of_a_600_line_file_queues_600_exact_requests() {
+    let s = sample();
+    let m = Mount::start(&s.backup, &s.index, &[]);
+    let out = s.dir.path().join("cat");
+    // ~260 bytes a line: 600 lines are 156 KB, more than cat's 128 KiB
+    // buffer, so one line is cut between two write(2) calls.
+    let pad = "p".repeat(200);
+    let lines: Vec<String> = (0..600)
+        .map(|i| format!("item {JOHN} 339 to=maildir:{}/{pad}/{i:04}", out.display()))
+        .collect();
+    let file = s.dir.path().join("requests.txt");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let len = std::fs::metadata(&file).unwrap().len();
+    assert!(len > 150_000 && len < 170_000, "{len}");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(r#"cat "$1" > "$2""#)
+        .arg("sh")
+        .arg(&file)
+        .arg(m.join(".control/restore"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "{}", read_control(&m, "last-error"));
+    write_control(&m, "stop", "all\n").ok();
+    let ids = job_ids(&m);
+    assert_eq!(ids.len(), 600);
+    for (id, want) in ids.iter().zip(&lines) {
+        assert_eq!(&request_of(&m, *id), want, "job {id}");
+    }
+}
+
+#[test]
+fn a_partial_line_at_close_fails_with_einval() {
+    let s = sample();
+    let m = Mount::start(&s.backup, &s.index, &[]);
+    let out = s.dir.path().join("p");
+    let good = format!("item {JOHN} 339 to=maildir:{}/a", out.display());
+    let cut = format!("item {JOHN} 339 to=maildir:{}/", out.display());
+    let mut f = open_restore(&m);
+    write_once(&mut f, format!("{good}\n{cut}").as_bytes()).unwrap();
+    let e = close_checked(f).expect_err("a cut line at close");
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
+    // The complete line was taken; the cut one was not.
+    assert_eq!(job_ids(&m), vec![1]);
+    assert_eq!(request_of(&m, 1), good);
+    let last = read_control(&m, "last-error");
+    assert!(last.contains("not ended by a newline"), "{last}");
+    // A write whose complete lines hold a bad one queues none of them.
+    let mut f = open_restore(&m);
+    let e = write_once(
+        &mut f,
+        format!("{good}\nitem {JOHN} 77777 to=maildir:/x\n{good}\n").as_bytes(),
+    )
+    .expect_err("a bad line");
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    close_checked(f).unwrap();
+    assert_eq!(job_ids(&m), vec![1]);
+    // Plain files still close cleanly (they get no FLUSH at all).
+    let eml = support::files_below(&m.join(JOHN).join("latest"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|x| x == "eml"))
+        .unwrap();
+    let f = std::fs::File::open(m.join(JOHN).join("latest").join(eml)).unwrap();
+    close_checked(f).unwrap();
+}
