@@ -400,7 +400,7 @@ impl Filesystem for FuseAdapter {
         if !self.may_write(req) {
             return reply.error(Errno::EACCES);
         }
-        match self.fs.write(fh.0, data) {
+        match self.fs.write(fh.0, data, req.uid()) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(failed("write", ino.0, &e)),
         }

@@ -421,7 +421,7 @@ fn bad_requests_fail_with_einval_and_create_no_job() {
         ),
         (
             format!("account {JOHN} last to=imap://u@127.0.0.1:143 password_file=/nonexistent/pw"),
-            "cannot read password file",
+            "password file /nonexistent/pw: cannot be read",
         ),
         (format!("account {JOHN} 2013-13-45 {to}"), "bad DATE"),
         (format!("undelete {JOHN} last first {to}"), "bad FROM"),
@@ -1014,4 +1014,50 @@ fn a_partial_line_at_close_fails_with_einval() {
         .unwrap();
     let f = std::fs::File::open(m.join(JOHN).join("latest").join(eml)).unwrap();
     close_checked(f).unwrap();
+}
+
+#[test]
+fn password_files_that_are_no_small_regular_file_of_the_writer_are_refused() {
+    let s = sample();
+    let m = Mount::start(&s.backup, &s.index, &[]);
+    let d = s.dir.path();
+    let fifo = d.join("pw.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a plain mkfifo on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let big = d.join("pw.big");
+    std::fs::write(&big, "x".repeat(64 * 1024)).unwrap();
+    let foreign = d.join("pw.foreign");
+    std::fs::write(&foreign, "secret\n").unwrap();
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    let good = d.join("pw");
+    std::fs::write(&good, "secret\n").unwrap();
+    let link = d.join("pw.link");
+    std::os::unix::fs::symlink(&good, &link).unwrap();
+    let cases = [
+        (PathBuf::from("/dev/zero"), "not a regular file"),
+        (fifo, "not a regular file"),
+        (d.to_path_buf(), "not a regular file"),
+        (big, "larger than"),
+        (foreign, "owned by"),
+        (link, "symbolic link"),
+    ];
+    for (pw, why) in &cases {
+        let line = format!(
+            "account {JOHN} last to=imap://u@127.0.0.1:1 password_file={}\n",
+            pw.display()
+        );
+        let e = write_control(&m, "restore", &line).expect_err(&format!("{pw:?} accepted"));
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{pw:?}: {e}");
+        let last = read_control(&m, "last-error");
+        assert!(last.contains(why), "{pw:?}: {last:?} lacks {why:?}");
+        assert!(job_ids(&m).is_empty());
+    }
+    submit(
+        &m,
+        &format!(
+            "account {JOHN} last to=imap://u@127.0.0.1:1 password_file={}",
+            good.display()
+        ),
+    );
 }

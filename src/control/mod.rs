@@ -25,8 +25,9 @@ pub trait ControlPlane: Send + Sync {
     fn read(&self, path: &str) -> Option<Vec<u8>>;
     /// Take the complete lines (each ended by `\n`) of one `write(2)` to a
     /// writable file. `Err(reason)` makes the write fail with EINVAL and
-    /// must change nothing (the reason is kept for `last-error`).
-    fn write(&self, path: &str, data: &[u8]) -> Result<(), String>;
+    /// must change nothing (the reason is kept for `last-error`). `writer`
+    /// is the uid of the writing process.
+    fn write(&self, path: &str, data: &[u8], writer: u32) -> Result<(), String>;
     /// Keep `why` for `last-error`: something the filesystem refused by
     /// itself (a line never ended, a line too long).
     fn refuse(&self, why: String);
@@ -81,7 +82,7 @@ impl ControlPlane for ReadmeOnly {
         }
     }
 
-    fn write(&self, path: &str, _data: &[u8]) -> Result<(), String> {
+    fn write(&self, path: &str, _data: &[u8], _writer: u32) -> Result<(), String> {
         let why = format!("{path}: this mount has no restore queue");
         self.refuse(why.clone());
         Err(why)
@@ -109,7 +110,8 @@ request to `restore`, e.g.
 
 TARGET is maildir:PATH (Maildir++), mbox:PATH (one mbox file per folder),
 or imap://USER@HOST:PORT[/PREFIX] (imaps:// for TLS, ?starttls for
-STARTTLS) with password_file=PATH. DATE is YYYY-MM-DD (end of that UTC day)
+STARTTLS) with password_file=PATH: its first line is the password; it must
+be a regular file of at most 4 KiB owned by you or by root, not a link. DATE is YYYY-MM-DD (end of that UTC day)
 or an instant such as 2013-07-12T15:03:00Z.
 
 A malformed request makes the write fail with EINVAL and creates no job;

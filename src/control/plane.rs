@@ -18,7 +18,7 @@
 
 use std::sync::Mutex;
 
-use super::request::parse_request;
+use super::request::parse_request_by;
 use super::{last_error_text, ControlEntry, ControlPlane, README};
 use crate::restore::engine;
 use crate::restore::queue::{RestoreQueue, StopWhat};
@@ -41,7 +41,7 @@ impl QueuePlane {
         Err(why)
     }
 
-    fn restore(&self, data: &[u8]) -> Result<(), String> {
+    fn restore(&self, data: &[u8], writer: u32) -> Result<(), String> {
         let Ok(text) = std::str::from_utf8(data) else {
             return self.refused("restore: the request is not UTF-8".into());
         };
@@ -51,7 +51,7 @@ impl QueuePlane {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let checked = parse_request(trimmed)
+            let checked = parse_request_by(trimmed, writer)
                 .map_err(|e| e.0)
                 .and_then(|r| engine::check(self.queue.source(), &r).map(|()| r));
             match checked {
@@ -156,9 +156,9 @@ impl ControlPlane for QueuePlane {
         Some(text.into_bytes())
     }
 
-    fn write(&self, path: &str, data: &[u8]) -> Result<(), String> {
+    fn write(&self, path: &str, data: &[u8], writer: u32) -> Result<(), String> {
         match path {
-            "restore" => self.restore(data),
+            "restore" => self.restore(data, writer),
             "stop" => self.stop(data),
             other => self.refused(format!("{other} is not writable")),
         }

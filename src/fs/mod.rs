@@ -1073,7 +1073,7 @@ impl MailFs {
     /// are taken, all together: a trailing partial line is held for the
     /// next write on the same handle. A refused write changes nothing,
     /// not even the held line.
-    pub fn write(&self, fh: u64, data: &[u8]) -> FsResult<usize> {
+    pub fn write(&self, fh: u64, data: &[u8], writer: u32) -> FsResult<usize> {
         let file = self.handle(fh)?;
         let OpenFile::Control(c) = &*file else {
             return Err(FsError::ReadOnly);
@@ -1092,7 +1092,7 @@ impl MailFs {
             complete.extend_from_slice(&partial);
             complete.extend_from_slice(lines);
             self.control
-                .write(&c.path, &complete)
+                .write(&c.path, &complete, writer)
                 .map_err(FsError::Invalid)?;
             partial.clear();
         }

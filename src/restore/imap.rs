@@ -17,6 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 
 use crate::mutf7;
+use crate::restore::secret::{read_small_file, Owner, CA_FILE_MAX};
 use crate::restore::target::{ImapSpec, TlsMode};
 
 enum Stream {
@@ -496,10 +497,11 @@ fn tls_wrap(
     Ok(s)
 }
 
-fn read_pem_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+/// The certificates of a PEM file (a regular file of at most 1 MiB).
+pub fn read_pem_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
     use rustls::pki_types::pem::PemObject;
-    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
+    let bytes = read_small_file("CA file", path, CA_FILE_MAX, Owner::Any)?;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("bad PEM in {}", path.display()))?;
     if certs.is_empty() {

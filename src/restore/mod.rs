@@ -5,4 +5,5 @@
 pub mod engine;
 pub mod imap;
 pub mod queue;
+pub mod secret;
 pub mod target;

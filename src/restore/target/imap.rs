@@ -34,6 +34,7 @@ use super::{
 use crate::model::Millis;
 use crate::mutf7;
 use crate::restore::imap::ImapClient;
+use crate::restore::secret::{own_uid, read_password, Owner};
 
 const SYSTEM_FLAGS: [&str; 5] = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"];
 
@@ -47,16 +48,10 @@ pub struct ImapTarget {
     folders: HashMap<FolderPath, (String, KeySet)>,
 }
 
-/// Read the password: the first line of the file, without its line end.
-pub fn read_password(path: &std::path::Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read password file {}", path.display()))?;
-    Ok(text.lines().next().unwrap_or("").to_string())
-}
-
 impl ImapTarget {
     pub fn open(spec: &ImapSpec) -> Result<ImapTarget> {
-        let password = read_password(&spec.password_file)?;
+        // The writer of the request was root or the daemon's user.
+        let password = read_password(&spec.password_file, Owner::RootOr(own_uid()))?;
         let mut client = ImapClient::connect(spec, &password)?;
         let delimiter = client.delimiter()?.unwrap_or('/');
         let existing = client.list()?.into_iter().map(|m| m.raw_name).collect();

@@ -313,9 +313,19 @@ fn scan(dir: &Path) -> Result<KeySet> {
 }
 
 /// The start of a message file, enough to hold its header block.
+/// Opened without blocking or following a link: a FIFO or device left
+/// in the target is no message and must not hang the job.
 fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let mut buf = Vec::new();
-    File::open(path)?.take(256 * 1024).read_to_end(&mut buf)?;
+    f.take(256 * 1024).read_to_end(&mut buf)?;
     Ok(buf)
 }
 
