@@ -325,6 +325,7 @@ impl mailbackfs::restore::engine::RunHooks for BarHooks {
     fn item_done(
         &mut self,
         _key: &str,
+        _digest: Option<&str>,
         _outcome: &mailbackfs::restore::engine::ItemOutcome,
     ) -> Result<()> {
         self.0.inc(1);

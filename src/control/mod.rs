@@ -122,7 +122,9 @@ A malformed request makes the write fail with EINVAL and creates no job;
   stop         write a job id, or \"all\", to stop jobs
 
 Jobs run one at a time, in order, survive a restart of the daemon, and skip
-what the target already has. Only lines ended by a newline are taken.
+what the target already has: messages are recognised by their bytes, per
+folder, with counts (m items with the same bytes where the folder holds k
+copies append m-k). Only lines ended by a newline are taken.
 Several request lines may be written at once: the complete lines of one
 write(2) are either all accepted or none. A line without its newline is
 held for the next write on the same open file; still held at close, it is

@@ -36,7 +36,8 @@ use crate::format::BackupReader;
 use crate::fs::tree::{FolderTimeline, ViewTree};
 use crate::model::{ItemId, ItemKind, Millis, MAILBOX_ROOT, VIEW_ROOT};
 use crate::restore::target::{
-    header_value, open_target, AppendOutcome, RestoreMessage, TargetSpec,
+    clean_folder, content_digest, open_target, AppendOutcome, FolderPath, RestoreMessage,
+    TargetSpec,
 };
 use crate::timeline::valid_at;
 
@@ -537,9 +538,10 @@ impl Report {
 pub trait RunHooks {
     /// Called once the plan is known, with the number of items.
     fn planned(&mut self, _total: u64) {}
-    /// The outcome of the item with journal key `key` (not called for
-    /// items `done` already had).
-    fn item_done(&mut self, key: &str, outcome: &ItemOutcome) -> Result<()>;
+    /// The outcome of the item with journal key `key` and content digest
+    /// `digest` (when its bytes could be read); not called for items
+    /// `done` already had.
+    fn item_done(&mut self, key: &str, digest: Option<&str>, outcome: &ItemOutcome) -> Result<()>;
     /// Asked between items: stop now?
     fn stop_requested(&self) -> bool {
         false
@@ -556,14 +558,39 @@ pub struct RunResult {
     pub stopped: bool,
 }
 
+/// An item an earlier run of the same job handled, as its journal says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DoneItem {
+    /// Restored (else skipped).
+    pub restored: bool,
+    /// Its content digest (journals of older versions lack it).
+    pub digest: Option<String>,
+}
+
+/// Which copy of its bytes in its folder each item is: the n-th item of a
+/// job with the same content digest in the same target folder is copy n.
+#[derive(Default)]
+struct CopyCounter(HashMap<(FolderPath, String), u32>);
+
+impl CopyCounter {
+    fn next(&mut self, folder: &[String], digest: &str) -> u32 {
+        let n = self
+            .0
+            .entry((clean_folder(folder), digest.to_string()))
+            .or_default();
+        *n += 1;
+        *n
+    }
+}
+
 /// Run a plan into its targets. `done` maps journal keys of items already
-/// handled by an earlier run of the same job to whether they were restored
-/// (true) or skipped; they are counted as such and not sent again. An `Err`
-/// is a failure of the whole job (a target that cannot be opened).
+/// handled by an earlier run of the same job; they are counted as such and
+/// not sent again. An `Err` is a failure of the whole job (a target that
+/// cannot be opened).
 pub fn run(
     src: &RestoreSource,
     plan: &Plan,
-    done: &HashMap<String, bool>,
+    done: &HashMap<String, DoneItem>,
     hooks: &mut dyn RunHooks,
 ) -> Result<RunResult> {
     let mut report = Report::default();
@@ -588,10 +615,14 @@ pub fn run(
         } else {
             None
         };
+        let mut copies = CopyCounter::default();
         for item in &group.items {
             let key = item.key(&group.account_key);
-            if let Some(&restored) = done.get(&key) {
-                let outcome = if restored {
+            if let Some(d) = done.get(&key) {
+                if let Some(digest) = &d.digest {
+                    copies.next(&item.folder, digest);
+                }
+                let outcome = if d.restored {
                     ItemOutcome::Restored
                 } else {
                     ItemOutcome::Skipped
@@ -611,8 +642,8 @@ pub fn run(
                 });
             }
             let target = target.as_mut().expect("opened when something is pending");
-            let outcome = restore_one(src, item, &mut **target);
-            hooks.item_done(&key, &outcome)?;
+            let (outcome, digest) = restore_one(src, item, &mut **target, &mut copies);
+            hooks.item_done(&key, digest.as_deref(), &outcome)?;
             report.count(&group.account, &item.label, &outcome);
             handled += 1;
         }
@@ -628,17 +659,59 @@ pub fn run(
     })
 }
 
+/// Restore one item; its outcome and, when its bytes were read, their
+/// content digest.
 fn restore_one(
     src: &RestoreSource,
     item: &PlannedItem,
     target: &mut dyn crate::restore::target::Target,
-) -> ItemOutcome {
+    copies: &mut CopyCounter,
+) -> (ItemOutcome, Option<String>) {
+    let bytes = match read_item(src, item) {
+        Ok(b) => b,
+        Err(outcome) => return (outcome, None),
+    };
+    let state = item.state.as_ref().expect("read_item checked it");
+    let mut flags: Vec<String> = state
+        .flags
+        .split(' ')
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(k) = &item.extra_flag {
+        flags.push(k.clone());
+    }
+    let digest = content_digest(&bytes);
+    let msg = RestoreMessage {
+        folder: &item.folder,
+        bytes: &bytes,
+        flags: &flags,
+        internal_date: state.date.unwrap_or(state.start),
+        digest: &digest,
+        copy: copies.next(&item.folder, &digest),
+    };
+    let outcome = match target.append(&msg) {
+        Ok(AppendOutcome::Restored) => ItemOutcome::Restored,
+        Ok(AppendOutcome::Skipped) => ItemOutcome::Skipped,
+        Err(e) => ItemOutcome::Unrestored(Reason::Rejected, format!("{e:#}")),
+    };
+    (outcome, Some(digest))
+}
+
+/// The bytes of an item's state, or why it cannot be restored.
+fn read_item(src: &RestoreSource, item: &PlannedItem) -> Result<Vec<u8>, ItemOutcome> {
     let Some(state) = &item.state else {
         let why = item.broken.clone().unwrap_or_default();
-        return ItemOutcome::Unrestored(Reason::BrokenItem, format!("metadata: {why}"));
+        return Err(ItemOutcome::Unrestored(
+            Reason::BrokenItem,
+            format!("metadata: {why}"),
+        ));
     };
     let Some(blob) = &state.blob else {
-        return ItemOutcome::Unrestored(Reason::ReadError, "the state has no blob".into());
+        return Err(ItemOutcome::Unrestored(
+            Reason::ReadError,
+            "the state has no blob".into(),
+        ));
     };
     let mut bytes = Vec::with_capacity(state.size.unwrap_or(0).min(64 << 20) as usize);
     let read = src
@@ -651,32 +724,12 @@ fn restore_one(
         } else {
             Reason::ReadError
         };
-        return ItemOutcome::Unrestored(reason, format!("blob {}: {e}", blob.locator));
+        return Err(ItemOutcome::Unrestored(
+            reason,
+            format!("blob {}: {e}", blob.locator),
+        ));
     }
-    let mut flags: Vec<String> = state
-        .flags
-        .split(' ')
-        .filter(|f| !f.is_empty())
-        .map(str::to_string)
-        .collect();
-    if let Some(k) = &item.extra_flag {
-        flags.push(k.clone());
-    }
-    let message_id = header_value(&bytes, "Message-ID");
-    let digest = blob.digest.clone().unwrap_or_else(|| blob.locator.clone());
-    let msg = RestoreMessage {
-        folder: &item.folder,
-        bytes: &bytes,
-        flags: &flags,
-        internal_date: state.date.unwrap_or(state.start),
-        message_id: message_id.as_deref(),
-        digest: &digest,
-    };
-    match target.append(&msg) {
-        Ok(AppendOutcome::Restored) => ItemOutcome::Restored,
-        Ok(AppendOutcome::Skipped) => ItemOutcome::Skipped,
-        Err(e) => ItemOutcome::Unrestored(Reason::Rejected, format!("{e:#}")),
-    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -356,19 +356,46 @@ impl ImapClient {
         self.selected.as_deref()
     }
 
-    /// The Message-ID of every message in the selected mailbox.
-    pub fn message_ids(&mut self) -> Result<Vec<String>> {
-        let resp = self.command("UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")?;
+    /// (UID, RFC822.SIZE) of every message in the selected mailbox.
+    pub fn sizes(&mut self) -> Result<Vec<(u32, u64)>> {
+        let resp = self.command("UID FETCH 1:* (UID RFC822.SIZE)")?;
         let mut out = Vec::new();
         for u in resp {
+            let (mut uid, mut size) = (None, None);
             for (key, v) in fetch_items(&u)? {
-                if key.to_ascii_uppercase().starts_with("BODY[") {
-                    if let Value::Str(s) = v {
-                        if let Some(mid) = crate::restore::target::header_value(&s, "Message-ID") {
-                            out.push(mid);
-                        }
-                    }
+                let n = v.text().and_then(|t| t.parse::<u64>().ok());
+                match key.to_ascii_uppercase().as_str() {
+                    "UID" => uid = n.and_then(|n| u32::try_from(n).ok()),
+                    "RFC822.SIZE" => size = n,
+                    _ => {}
                 }
+            }
+            if let (Some(uid), Some(size)) = (uid, size) {
+                out.push((uid, size));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The whole bytes of the messages `uids` of the selected mailbox.
+    pub fn bodies(&mut self, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let set: Vec<String> = uids.iter().map(u32::to_string).collect();
+        let resp = self.command(&format!("UID FETCH {} (UID BODY.PEEK[])", set.join(",")))?;
+        let mut out = Vec::new();
+        for u in resp {
+            let (mut uid, mut body) = (None, None);
+            for (key, v) in fetch_items(&u)? {
+                match (key.to_ascii_uppercase().as_str(), v) {
+                    ("UID", v) => uid = v.text().and_then(|t| t.parse().ok()),
+                    ("BODY[]", Value::Str(b)) => body = Some(b),
+                    _ => {}
+                }
+            }
+            if let (Some(uid), Some(body)) = (uid, body) {
+                out.push((uid, body));
             }
         }
         Ok(out)
