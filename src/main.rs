@@ -292,7 +292,10 @@ fn restore(backup: &BackupArgs, requests: &[String]) -> ExitCode {
                 hooks.0.finish_and_clear();
                 print!("{}", run.report.render());
                 println!();
-                all_restored &= run.report.unrestored.is_empty();
+                if let Some(e) = &run.error {
+                    eprintln!("mailbackfs: {line}: {e}");
+                }
+                all_restored &= run.report.unrestored.is_empty() && run.error.is_none();
             }
             Err(e) => {
                 hooks.0.abandon();

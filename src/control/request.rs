@@ -12,7 +12,8 @@
 //!   The positional words come first, in order; everything after them is
 //!   `key=value`, each key at most once.
 //! - TARGET is `maildir:/ABS/PATH`, `mbox:/ABS/PATH` (absolute, no `..`),
-//!   or `imap://USER@HOST[:PORT][/PREFIX][?starttls]` / `imaps://...`
+//!   or `imap://USER@HOST[:PORT][/PREFIX][?starttls][&timeout=SECS]` /
+//!   `imaps://...[?timeout=SECS]` (a deadline per command, 120 s if unset)
 //!   (ports default to 143 / 993; USER may contain `@` or be `%`-escaped;
 //!   PREFIX components are separated by `/`). IMAP targets need
 //!   `password_file=/ABS/PATH` (first line is the password; it must be
@@ -324,13 +325,26 @@ pub fn parse_target(
         Some((r, q)) => (r, Some(q)),
         None => (rest, None),
     };
-    let tls = match (query, tls) {
-        (None, t) => t,
-        (Some("starttls"), TlsMode::Plain) => TlsMode::StartTls,
-        (Some("starttls"), _) => {
-            return err("?starttls makes no sense with imaps:// (already TLS)")
+    let mut starttls = false;
+    let mut timeout_secs = None;
+    for q in query.into_iter().flat_map(|q| q.split('&')) {
+        match q.split_once('=') {
+            None if q == "starttls" => starttls = true,
+            Some(("timeout", v)) => match v.parse::<u64>() {
+                Ok(n) if (1..=86_400).contains(&n) => timeout_secs = Some(n),
+                _ => return err(format!("bad ?timeout={v}: seconds, 1 to 86400")),
+            },
+            _ => {
+                return err(format!(
+                    "unknown IMAP option ?{q}: only ?starttls and ?timeout=SECS are known"
+                ))
+            }
         }
-        (Some(q), _) => return err(format!("unknown IMAP option ?{q}: only ?starttls is known")),
+    }
+    let tls = match (starttls, tls) {
+        (false, t) => t,
+        (true, TlsMode::Plain) => TlsMode::StartTls,
+        (true, _) => return err("?starttls makes no sense with imaps:// (already TLS)"),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i + 1..]),
@@ -400,6 +414,7 @@ pub fn parse_target(
         prefix,
         password_file,
         ca_file,
+        timeout_secs,
     }))
 }
 
@@ -619,6 +634,7 @@ mod tests {
                 prefix: vec!["Restored".into(), "2013".into()],
                 password_file: pw.clone().into(),
                 ca_file: None,
+                timeout_secs: None,
             })
         );
         let r = parse_request(&format!(

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::control::request::Request;
 use crate::model::Millis;
+use crate::restore::cancel::Cancel;
 use crate::restore::engine::{self, DoneItem, ItemOutcome, Report, RestoreSource, RunHooks};
 use crate::timeline::format_instant;
 
@@ -178,6 +179,8 @@ struct Shared {
     wake: Condvar,
     /// Asks the running job to stop between two items.
     stop_running: AtomicBool,
+    /// Stops the running job's connections at once.
+    cancel: Mutex<Arc<Cancel>>,
 }
 
 pub fn now_millis() -> Millis {
@@ -218,6 +221,7 @@ impl RestoreQueue {
                 jobs: Mutex::new(jobs),
                 wake: Condvar::new(),
                 stop_running: AtomicBool::new(false),
+                cancel: Mutex::new(Arc::new(Cancel::default())),
             }),
         })
     }
@@ -298,7 +302,10 @@ impl RestoreQueue {
                         log::error!("storing job {id}: {e:#}");
                     }
                 }
-                JobState::Running => self.shared.stop_running.store(true, Ordering::SeqCst),
+                JobState::Running => {
+                    self.shared.stop_running.store(true, Ordering::SeqCst);
+                    self.shared.cancel.lock().unwrap().cancel();
+                }
                 _ => {}
             }
         }
@@ -374,6 +381,7 @@ fn worker(shared: &Shared) {
                     .map(|j| j.id);
                 if let Some(id) = next {
                     shared.stop_running.store(false, Ordering::SeqCst);
+                    *shared.cancel.lock().unwrap() = Arc::new(Cancel::default());
                     let job = jobs.get_mut(&id).expect("just found");
                     job.state = JobState::Running;
                     job.runs += 1;
@@ -390,15 +398,11 @@ fn worker(shared: &Shared) {
         };
         log::info!("job {} started: {}", job.id, job.line);
         let (state, report, error) = match run_job(shared, &job) {
-            Ok(run) => (
-                if run.stopped {
-                    JobState::Stopped
-                } else {
-                    JobState::Done
-                },
-                Some(run.report),
-                None,
-            ),
+            Ok(run) if run.stopped => (JobState::Stopped, Some(run.report), None),
+            Ok(run) => match run.error {
+                Some(e) => (JobState::Failed, Some(run.report), Some(e)),
+                None => (JobState::Done, Some(run.report), None),
+            },
             Err(e) => (JobState::Failed, None, Some(format!("{e:#}"))),
         };
         log::info!("job {} {}", job.id, state.as_str());
@@ -516,6 +520,10 @@ impl RunHooks for QueueHooks<'_> {
 
     fn stop_requested(&self) -> bool {
         self.shared.stop_running.load(Ordering::SeqCst)
+    }
+
+    fn cancel(&self) -> Arc<Cancel> {
+        self.shared.cancel.lock().unwrap().clone()
     }
 }
 

@@ -23,6 +23,7 @@
 //!   atom, and the internal date as `"dd-Mon-yyyy hh:mm:ss +0000"`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
@@ -32,6 +33,7 @@ use super::{
 };
 use crate::model::Millis;
 use crate::mutf7;
+use crate::restore::cancel::Cancel;
 use crate::restore::imap::ImapClient;
 use crate::restore::secret::{own_uid, read_password, Owner};
 
@@ -57,10 +59,10 @@ struct FolderState {
 }
 
 impl ImapTarget {
-    pub fn open(spec: &ImapSpec) -> Result<ImapTarget> {
+    pub fn open(spec: &ImapSpec, cancel: &Arc<Cancel>) -> Result<ImapTarget> {
         // The writer of the request was root or the daemon's user.
         let password = read_password(&spec.password_file, Owner::RootOr(own_uid()))?;
-        let mut client = ImapClient::connect(spec, &password)?;
+        let mut client = ImapClient::connect_with(spec, &password, cancel)?;
         let delimiter = client.delimiter()?.unwrap_or('/');
         let existing = client.list()?.into_iter().map(|m| m.raw_name).collect();
         Ok(ImapTarget {

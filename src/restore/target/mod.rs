@@ -95,8 +95,20 @@ pub struct ImapSpec {
     /// A file whose first line is the password.
     pub password_file: PathBuf,
     /// PEM certificates to trust besides the public web roots (for a
-    /// server with a private CA).
+    /// server with a private CA, or its own self-signed certificate).
     pub ca_file: Option<PathBuf>,
+    /// How long one command may take (`?timeout=SECS`); 120 s if unset.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+impl ImapSpec {
+    /// The deadline of one command.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout_secs
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(crate::restore::imap::DEFAULT_TIMEOUT)
+    }
 }
 
 /// A parsed `to=` target (serialisable, so queued jobs can be stored).
@@ -109,10 +121,21 @@ pub enum TargetSpec {
 
 /// Open a target, ready to take messages.
 pub fn open_target(spec: &TargetSpec) -> Result<Box<dyn Target>> {
+    open_target_with(
+        spec,
+        &std::sync::Arc::new(crate::restore::cancel::Cancel::default()),
+    )
+}
+
+/// [`open_target`] for a job: `cancel` stops its connections at once.
+pub fn open_target_with(
+    spec: &TargetSpec,
+    cancel: &std::sync::Arc<crate::restore::cancel::Cancel>,
+) -> Result<Box<dyn Target>> {
     Ok(match spec {
         TargetSpec::Maildir(path) => Box::new(maildir::MaildirTarget::open(path)?),
         TargetSpec::Mbox(path) => Box::new(mbox::MboxTarget::open(path)?),
-        TargetSpec::Imap(spec) => Box::new(imap::ImapTarget::open(spec)?),
+        TargetSpec::Imap(spec) => Box::new(imap::ImapTarget::open(spec, cancel)?),
     })
 }
 
