@@ -809,6 +809,8 @@ fn restore_one(
     };
     let outcome = match session.call(|t| t.append(&msg))? {
         Ok(AppendOutcome::Restored) => ItemOutcome::Restored,
+        // Sent before the connection was lost, found after: ours.
+        Ok(AppendOutcome::Skipped) if session.retried() => ItemOutcome::Restored,
         Ok(AppendOutcome::Skipped) => ItemOutcome::Skipped,
         Err(e) => ItemOutcome::Unrestored(Reason::Rejected, format!("{e:#}")),
     };

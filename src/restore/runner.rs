@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::restore::cancel::Cancel;
 use crate::restore::target::{open_target_with, Target, TargetSpec};
-use crate::restore::wire::{is_connection_problem, is_stopped};
+use crate::restore::wire::{is_connection_problem, is_protocol_error, is_stopped};
 
 /// Connection troubles in a row (failed opens or lost connections with no
 /// success between) after which the job gives up.
@@ -34,6 +34,8 @@ pub struct Session<'a> {
     cancel: &'a Arc<Cancel>,
     target: Option<Box<dyn Target>>,
     troubles: u32,
+    /// The last [`Session::call`] needed a new connection.
+    retried: bool,
 }
 
 impl<'a> Session<'a> {
@@ -44,6 +46,7 @@ impl<'a> Session<'a> {
             cancel,
             target: None,
             troubles: 0,
+            retried: false,
         }
     }
 
@@ -53,6 +56,7 @@ impl<'a> Session<'a> {
         &mut self,
         mut f: impl FnMut(&mut dyn Target) -> Result<T>,
     ) -> Result<Result<T>, Fatal> {
+        self.retried = false;
         loop {
             if self.cancel.is_cancelled() {
                 return Err(Fatal::Stopped);
@@ -72,8 +76,10 @@ impl<'a> Session<'a> {
                 Err(e) if self.cancel.is_cancelled() || is_stopped(&e) => {
                     return Err(Fatal::Stopped)
                 }
+                Err(e) if is_protocol_error(&e) => return Err(Fatal::Failed(format!("{e:#}"))),
                 Err(e) if is_connection_problem(&e) => {
                     self.target = None;
+                    self.retried = true;
                     self.trouble(&format!("{e:#}"))?;
                 }
                 Err(e) => return Ok(Err(e)),
@@ -88,7 +94,7 @@ impl<'a> Session<'a> {
                 Err(e) if self.cancel.is_cancelled() || is_stopped(&e) => {
                     return Err(Fatal::Stopped)
                 }
-                Err(e) if is_connection_problem(&e) => {
+                Err(e) if is_connection_problem(&e) && !is_protocol_error(&e) => {
                     self.trouble(&format!("opening the target for {}: {e:#}", self.account))?;
                 }
                 Err(e) => {
@@ -112,6 +118,12 @@ impl<'a> Session<'a> {
         log::warn!("{why}: connecting again ({}/{MAX_TROUBLES})", self.troubles);
         std::thread::sleep(Duration::from_millis(200 * u64::from(self.troubles)));
         Ok(())
+    }
+
+    /// Whether the last call needed a new connection (an APPEND whose
+    /// answer was lost, then found in the target, was restored by us).
+    pub fn retried(&self) -> bool {
+        self.retried
     }
 
     /// Close the target (errors only logged: everything is stored).

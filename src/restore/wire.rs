@@ -56,6 +56,13 @@ pub fn is_connection_problem(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Whether an error (or one of its causes) is the server breaking the
+/// protocol: talking to it again would not help.
+pub fn is_protocol_error(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| matches!(c.downcast_ref::<ImapError>(), Some(ImapError::Protocol(_))))
+}
+
 /// Whether an error (or one of its causes) is a stop.
 pub fn is_stopped(e: &anyhow::Error) -> bool {
     e.chain()
