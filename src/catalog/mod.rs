@@ -15,7 +15,7 @@ mod build;
 mod query;
 
 pub use build::{refresh, RefreshStats};
-pub use query::{AccountRow, StateRow};
+pub use query::{AccountRow, DeletedItem, StateRow};
 
 /// Bumped whenever the schema or what is stored changes; an older
 /// catalogue is rebuilt from scratch.
