@@ -69,3 +69,124 @@ proptest! {
         }
     }
 }
+
+// ----- counterexamples found by the property, kept as plain tests -------------
+
+mod found {
+    use super::*;
+    use gen::{Backup, DAY0, H};
+    use mailbackfs::model::{Account, Item, ItemKind, ItemState};
+
+    fn account() -> Account {
+        Account {
+            key: "4a217bb3-6861-4c9f-80f8-f345ae2897b0".into(),
+            name: "user0@example.com".into(),
+            status: "active".into(),
+            ..Default::default()
+        }
+    }
+
+    fn item(id: i64, states: Vec<ItemState>) -> Item {
+        Item {
+            id,
+            label: id.to_string(),
+            history_key: id.to_string(),
+            states,
+            error: None,
+        }
+    }
+
+    fn folder(id: i64, name: &str, parent: i64) -> Item {
+        item(
+            id,
+            vec![ItemState {
+                start: DAY0,
+                kind: Some(ItemKind::Folder),
+                folder_id: Some(parent),
+                name: Some(name.into()),
+                ..Default::default()
+            }],
+        )
+    }
+
+    fn backup(items: Vec<Item>) -> Backup {
+        let mut all = vec![folder(1, "USER_ROOT", 11), folder(2, "Inbox", 1)];
+        all.extend(items);
+        Backup {
+            accounts: vec![(account(), all)],
+            blobs: Default::default(),
+        }
+    }
+
+    fn check(b: Backup) {
+        let at = [DAY0 + H];
+        let (_dir, fs) = mailfs(Arc::new(MemReader {
+            backup: b.clone(),
+            reverse: false,
+        }));
+        if let Err(e) = check_backup(&fs, &b, &at) {
+            panic!("{e}");
+        }
+    }
+
+    /// Two siblings whose names are cut at 255 bytes: the `~<id>` of the
+    /// later one was cut off with the rest, and one of them vanished (x) or
+    /// lost its id (é).
+    #[test]
+    fn long_sibling_names_keep_their_id_suffix() {
+        check(backup(vec![
+            folder(261, &"x".repeat(300), 2),
+            folder(262, &"x".repeat(300), 2),
+            folder(263, &"é".repeat(200), 2),
+            folder(264, &"é".repeat(200), 2),
+        ]));
+    }
+
+    fn blob(bytes: &[u8], damage: gen::Damage) -> gen::Blob {
+        gen::Blob {
+            digest: gen::digest_of(bytes),
+            bytes: bytes.to_vec(),
+            damage,
+            calendar: None,
+        }
+    }
+
+    fn message(folder: i64, start: i64, b: &gen::Blob) -> ItemState {
+        ItemState {
+            start,
+            kind: Some(ItemKind::Message),
+            folder_id: Some(folder),
+            subject: Some("Hello".into()),
+            blob: Some(mailbackfs::model::BlobRef {
+                locator: b.digest.clone(),
+                digest: Some(b.digest.clone()),
+            }),
+            date: Some(start),
+            ..Default::default()
+        }
+    }
+
+    fn deletion(start: i64) -> ItemState {
+        ItemState {
+            start,
+            deleted: true,
+            kind: Some(ItemKind::Message),
+            ..Default::default()
+        }
+    }
+
+    /// The deletion entry of `history/<id>/` is an empty file: it showed the
+    /// `.digest` (and, for a broken blob, the `.error`) of the state before.
+    #[test]
+    fn history_deletion_has_no_digest_of_its_own() {
+        for damage in [gen::Damage::None, gen::Damage::Missing] {
+            let b = blob(b"Subject: Hello\r\n\r\nbody\r\n", damage);
+            let mut backup = backup(vec![item(
+                300,
+                vec![message(2, DAY0 + H, &b), deletion(DAY0 + 2 * H)],
+            )]);
+            backup.blobs.insert(b.digest.clone(), b);
+            check(backup);
+        }
+    }
+}

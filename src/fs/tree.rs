@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::catalog::StateRow;
-use crate::fs::names::sanitize_component;
+use crate::fs::names::{sanitize_component, with_suffix};
 use crate::model::{ItemId, Millis, MAILBOX_ROOT, VIEW_ROOT};
 use crate::timeline::valid_at;
 
@@ -187,7 +187,7 @@ impl ViewTree {
             let names = tree.children.entry(parent).or_default();
             for (id, name) in entries {
                 let unique = if names.contains_key(&name) {
-                    sanitize_component(&format!("{name}~{id}"), &id.to_string())
+                    with_suffix(&name, &format!("~{id}"))
                 } else {
                     name
                 };

@@ -47,7 +47,13 @@ pub struct Blob {
 impl std::fmt::Debug for Blob {
     // Blobs reach 600 kB: a failing case prints their size, not their bytes.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Blob({}, {} bytes, {:?})", self.digest, self.bytes.len(), self.damage)
+        write!(
+            f,
+            "Blob({}, {} bytes, {:?})",
+            self.digest,
+            self.bytes.len(),
+            self.damage
+        )
     }
 }
 
@@ -129,7 +135,13 @@ impl Size {
 
 fn state_spec() -> impl Strategy<Value = StateSpec> {
     (
-        (any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>()),
+        (
+            any::<u8>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u8>(),
+        ),
         (
             any::<u8>(),
             prop::bool::weighted(0.2),
@@ -201,28 +213,11 @@ pub fn spec(size: Size) -> impl Strategy<Value = Spec> {
 // ----- tables the indices pick from ----------------------------------------
 
 /// Gaps between successive states: equal starts, a millisecond, day edges.
-const DELTAS: [Millis; 9] = [
-    H,
-    0,
-    1,
-    1000,
-    DAY,
-    DAY - 1,
-    3 * DAY,
-    60_000,
-    DAY + 1,
-];
+const DELTAS: [Millis; 9] = [H, 0, 1, 1000, DAY, DAY - 1, 3 * DAY, 60_000, DAY + 1];
 /// Explicit ends, after the start.
 const ENDS: [Millis; 5] = [30 * 60_000, 0, 1, DAY, 2 * DAY];
 /// Where items start (relative to DAY0).
-const BASES: [Millis; 6] = [
-    0,
-    DAY - 1,
-    DAY,
-    2 * DAY + 12 * H,
-    5 * DAY - 1000,
-    2 * H + 1,
-];
+const BASES: [Millis; 6] = [0, DAY - 1, DAY, 2 * DAY + 12 * H, 5 * DAY - 1000, 2 * H + 1];
 
 const FOLDER_NAMES: &[&str] = &[
     "Projects",
@@ -345,7 +340,13 @@ fn message_bytes(i: usize) -> Vec<u8> {
         3 => 600_000,
         _ => 37 * i * i + 5,
     };
-    b.extend((0..len).map(|k| if k % 61 == 60 { b'\n' } else { (k * 7 + i) as u8 | 0x20 }));
+    b.extend((0..len).map(|k| {
+        if k % 61 == 60 {
+            b'\n'
+        } else {
+            (k * 7 + i) as u8 | 0x20
+        }
+    }));
     b
 }
 
@@ -368,7 +369,9 @@ fn calendar_bytes(i: usize) -> (Vec<u8>, Vec<u8>) {
 }
 
 fn document_bytes(i: usize) -> Vec<u8> {
-    (0..(i * 1000 + 3)).map(|k| (k * 31 + i * 5) as u8).collect()
+    (0..(i * 1000 + 3))
+        .map(|k| (k * 31 + i * 5) as u8)
+        .collect()
 }
 
 fn contact_bytes(i: usize) -> Vec<u8> {
@@ -614,4 +617,3 @@ pub fn build(spec: &Spec) -> Backup {
     let blobs = pool.into_iter().map(|b| (b.digest.clone(), b)).collect();
     Backup { accounts, blobs }
 }
-

@@ -194,10 +194,7 @@ fn check_xattr(d: &mut Diffs, path: &str, key: &str, want: &X, got: Option<&Stri
         (_, None) => false,
     };
     if !ok {
-        d.add(
-            path,
-            format!("xattr .{key}: want {want:?}, got {got:?}"),
-        );
+        d.add(path, format!("xattr .{key}: want {want:?}, got {got:?}"));
     }
 }
 
@@ -228,7 +225,11 @@ fn check_file(fs: &MailFs, d: &mut Diffs, dir: u64, name: &str, path: &str, want
         if attr.mtime != m {
             d.add(
                 path,
-                format!("mtime {} instead of {}", r::rfc3339(attr.mtime), r::rfc3339(m)),
+                format!(
+                    "mtime {} instead of {}",
+                    r::rfc3339(attr.mtime),
+                    r::rfc3339(m)
+                ),
             );
         }
     }
@@ -387,7 +388,10 @@ pub fn check_backup(fs: &MailFs, backup: &Backup, instants: &[Millis]) -> Result
         };
         let status = fs.getxattr(a.ino, "user.mailbackfs.status").ok();
         if status.as_deref() != Some(account.status.as_bytes()) {
-            d.add(&apath, format!("status {status:?}, want {}", account.status));
+            d.add(
+                &apath,
+                format!("status {status:?}, want {}", account.status),
+            );
         }
         let days = r::days(items);
         let mut want: BTreeSet<String> = days.iter().map(|&day| r::day_name(day)).collect();
@@ -402,14 +406,20 @@ pub fn check_backup(fs: &MailFs, backup: &Backup, instants: &[Millis]) -> Result
         if got != want {
             let extra: Vec<_> = got.difference(&want).collect();
             let missing: Vec<_> = want.difference(&got).collect();
-            d.add(&apath, format!("entries: extra {extra:?}, missing {missing:?}"));
+            d.add(
+                &apath,
+                format!("entries: extra {extra:?}, missing {missing:?}"),
+            );
         }
         // A day without changes does not exist.
         let quiet = (days.first().copied().unwrap_or(0)..)
             .find(|day| !days.contains(day))
             .unwrap();
         if fs.lookup(a.ino, &r::day_name(quiet)).is_ok() {
-            d.add(&apath, format!("{} exists without changes", r::day_name(quiet)));
+            d.add(
+                &apath,
+                format!("{} exists without changes", r::day_name(quiet)),
+            );
         }
         let mut views: Vec<(String, EDir)> = vec![
             ("latest".into(), r::time_view(backup, items, Millis::MAX)),

@@ -685,7 +685,10 @@ pub fn history_view(backup: &Backup, items: &[Item]) -> EDir {
             if s.deleted {
                 // Its name may or may not carry the item's extension when the
                 // deletion records no name of its own.
-                let prev = item.states[..i].iter().rev().find_map(|p| p.name.as_deref());
+                let prev = item.states[..i]
+                    .iter()
+                    .rev()
+                    .find_map(|p| p.name.as_deref());
                 let names: BTreeSet<String> = [
                     with(extension(kind, s.name.as_deref())),
                     with(extension(kind, prev)),
@@ -715,7 +718,8 @@ pub fn history_view(backup: &Backup, items: &[Item]) -> EDir {
             f.salvage = None;
             dir.files.push(f);
         }
-        root.dirs.insert(folder_name(&item.history_key, item.id), dir);
+        root.dirs
+            .insert(folder_name(&item.history_key, item.id), dir);
     }
     root
 }
