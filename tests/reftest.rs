@@ -189,4 +189,26 @@ mod found {
             check(backup);
         }
     }
+
+    /// Two sibling folders with one name: an item deleted from the second
+    /// one sat in `deleted/Inbox/Projects`, merged with the first, instead of
+    /// the `Projects~258` it was in.
+    #[test]
+    fn deleted_items_keep_the_sibling_suffix_of_their_folder() {
+        let b = blob(b"Subject: Hello\r\n\r\nbody\r\n", gen::Damage::None);
+        let mut backup = backup(vec![
+            folder(257, "Projects", 2),
+            folder(258, "Projects", 2),
+            item(
+                300,
+                vec![message(258, DAY0 + H, &b), deletion(DAY0 + 2 * H)],
+            ),
+            item(
+                400,
+                vec![message(257, DAY0 + H, &b), deletion(DAY0 + 2 * H)],
+            ),
+        ]);
+        backup.blobs.insert(b.digest.clone(), b);
+        check(backup);
+    }
 }
