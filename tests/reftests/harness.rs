@@ -117,7 +117,7 @@ pub fn mailfs(reader: Arc<dyn BackupReader>) -> (tempfile::TempDir, MailFs) {
 
 /// Differences found, each with its path.
 #[derive(Default)]
-pub struct Diffs(pub Vec<String>);
+pub struct Diffs(pub Vec<String>, pub usize);
 
 impl Diffs {
     fn add(&mut self, path: &str, what: impl std::fmt::Display) {
@@ -129,6 +129,7 @@ impl Diffs {
             return Ok(());
         }
         let n = self.0.len();
+        let _ = self.1;
         let mut shown: Vec<String> = self.0.into_iter().take(25).collect();
         if n > 25 {
             shown.push(format!("... and {} more", n - 25));
@@ -205,6 +206,7 @@ fn is_vcard(b: &[u8]) -> bool {
 
 /// Compare one file (found as `name` in directory `dir`) with `want`.
 fn check_file(fs: &MailFs, d: &mut Diffs, dir: u64, name: &str, path: &str, want: &EFile) {
+    d.1 += 1;
     let attr = match fs.lookup(dir, name) {
         Ok(a) => a,
         Err(e) => return d.add(path, format!("lookup of a listed file: {e}")),
@@ -440,6 +442,10 @@ pub fn check_backup(fs: &MailFs, backup: &Backup, instants: &[Millis]) -> Result
                 Err(e) => d.add(&vpath, format!("lookup: {e}")),
             }
         }
+    }
+    log::debug!("{} files compared", d.1);
+    if std::env::var_os("REFTEST_VERBOSE").is_some() {
+        eprintln!("{} files compared", d.1);
     }
     d.into_result()
 }
