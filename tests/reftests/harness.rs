@@ -182,7 +182,7 @@ fn check_xattr(d: &mut Diffs, path: &str, key: &str, want: &X, got: Option<&Stri
             let set: BTreeSet<String> = words.iter().map(|s| s.to_string()).collect();
             !words.contains(&"") && set.len() == words.len() && &set == w
         }
-        (X::Flags(w), None) => w.is_empty() && false,
+        (X::Flags(w), None) => w.is_empty(),
         (X::Tags(w), g) => {
             let g = g.map(String::as_str).unwrap_or("");
             g == w.join(",")

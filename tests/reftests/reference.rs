@@ -415,7 +415,7 @@ fn dir_of(
 }
 
 /// Directories at `t`, and the directory of each item shown then.
-fn dirs_at<'a>(items: &'a [Item], t: Millis) -> (Dirs, Vec<(i64, &'a Item, &'a ItemState)>) {
+fn dirs_at(items: &[Item], t: Millis) -> (Dirs, Vec<(i64, &Item, &ItemState)>) {
     let folders = folders_at(items, t);
     let mut unknown = BTreeSet::new();
     let mut hidden = BTreeSet::new();
