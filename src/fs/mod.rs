@@ -656,11 +656,7 @@ impl MailFs {
                 .put((acct, row.item_id, row.seq), Arc::new(row.clone()));
             let mut name = name_of(&row);
             if !taken.insert(name.clone()) {
-                name = names::cut_utf8(
-                    &format!("{}~{}~{}", name, row.item_id, row.seq),
-                    names::NAME_MAX,
-                )
-                .to_string();
+                name = names::with_suffix(&name, &format!("~{}~{}", row.item_id, row.seq));
                 taken.insert(name.clone());
             }
             let alias = names::item_alias_name(&row);
@@ -1252,13 +1248,19 @@ impl MailFs {
                     out.push(("flags".into(), row.flags.clone()));
                 }
                 out.push(("tags".into(), row.tags.clone()));
-                if let Some(d) = row.blob.as_ref().and_then(|b| b.digest.clone()) {
+                // A deletion in history/ is an empty file: the blob the
+                // catalogue carries over from the state before is not its own.
+                let blob = row
+                    .blob
+                    .as_ref()
+                    .filter(|_| !(row.deleted && *view == View::History));
+                if let Some(d) = blob.and_then(|b| b.digest.clone()) {
                     out.push(("digest".into(), d));
                 }
                 if let Some(at) = self.deleted_at(*acct, *view, &row)? {
                     out.push(("deleted_at".into(), timeline::format_instant(at)));
                 }
-                if let Some(blob) = &row.blob {
+                if let Some(blob) = blob {
                     // Finds what is cheaply knowable (missing, unreadable,
                     // a size that made the reader decompress) if not yet known.
                     let _ = self.content_of(&row);
