@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 
 use crate::model::{Account, BlobRef, Item};
 
+pub mod backup_root;
 pub mod cyrus;
 pub mod zextras;
 
