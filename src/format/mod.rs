@@ -55,6 +55,13 @@ pub trait BackupReader: Send + Sync {
         None
     }
 
+    /// Problems of the backup as a whole rather than of one account (an
+    /// unreadable `backups.db`, duplicate entries, an account without a
+    /// usable data file); `check` reports them and fails.
+    fn problems(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Every blob stored in the backup, referenced or not, so that `check`
     /// can find orphans. `None` when the format cannot list them (a Cyrus
     /// chunk holds nothing that no index entry points at).
