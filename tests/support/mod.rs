@@ -79,6 +79,11 @@ impl Mount {
     pub fn join(&self, rel: &str) -> PathBuf {
         self.path.join(rel)
     }
+
+    /// The daemon's process id (for `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Mount {

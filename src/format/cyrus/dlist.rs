@@ -298,24 +298,6 @@ pub fn parse_line(buf: &[u8], pos: usize) -> Result<(Option<Line>, usize), Parse
     ))
 }
 
-/// Where the next line probably starts after a line that failed to parse
-/// at `pos`: just after the next CRLF that is followed by digits and a
-/// space. Used to resynchronise after damage.
-pub fn resync(buf: &[u8], pos: usize) -> Option<usize> {
-    let mut i = pos;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' {
-            let rest = &buf[i + 1..];
-            let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-            if digits > 0 && rest.get(digits) == Some(&b' ') {
-                return Some(i + 1);
-            }
-        }
-        i += 1;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

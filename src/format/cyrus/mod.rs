@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context, Result};
 use sha1::{Digest, Sha1};
 
-use self::chunks::{Chunk, ChunkCache, MemberStream};
+use self::chunks::{Chunk, ChunkCache, ChunkLines, MemberStream};
 use super::backup_root::{BackupRoot, EntryKind};
 use super::{AccountEntry, BackupReader};
 use crate::model::{Account, BlobRef, Item, ItemKind};
@@ -475,17 +475,22 @@ impl CyrusReader {
         m.get(&file_offset).copied()
     }
 
-    /// The decompressed chunk at `file_offset` of `userid`'s data file.
-    fn chunk(&self, userid: &str, file_offset: u64) -> io::Result<Arc<Chunk>> {
+    /// The decompressed chunk at `file_offset` of `userid`'s data file;
+    /// `None` when it is longer than the cache keeps (whatever the index
+    /// said): its messages are then streamed.
+    fn chunk(&self, userid: &str, file_offset: u64) -> io::Result<Option<Arc<Chunk>>> {
         let data = self.data_file(userid)?;
         let key = (userid.to_string(), file_offset);
         if let Some(c) = self.cache.get(&key) {
-            return Ok(c);
+            return Ok(Some(c));
         }
         let mut f = self.part.open_file(data)?;
-        let c = Arc::new(chunks::inflate_member(&mut f, file_offset)?);
+        let Some(c) = chunks::inflate_member(&mut f, file_offset, CACHE_BYTES / 4)? else {
+            return Ok(None);
+        };
+        let c = Arc::new(c);
         self.cache.put(key, c.clone());
-        Ok(c)
+        Ok(Some(c))
     }
 }
 
@@ -633,14 +638,14 @@ impl CyrusReader {
             };
             ordinal = id;
             chunk_offsets.insert(id, pos);
-            let c = chunks::inflate_member(&mut f, pos)?;
-            if let Some(d) = &c.damage {
+            let (compressed_len, damage) =
+                self.replay_member(&mut rp, &f, pos, id, &mut problems)?;
+            if let Some(d) = &damage {
                 problems.push(format!("chunk {id} at offset {pos}: {d}"));
             }
-            self.replay_chunk(&mut rp, &c, id, &mut problems);
-            let next = match (c.compressed_len, &c.damage) {
-                (Some(l), _) => Some(pos + l),
-                (None, _) => match known.range(pos + 1..).next() {
+            let next = match compressed_len {
+                Some(l) => Some(pos + l),
+                None => match known.range(pos + 1..).next() {
                     Some((o, _)) => Some(*o),
                     None => chunks::find_next_member(&mut f, pos + 1)?,
                 },
@@ -662,41 +667,70 @@ impl CyrusReader {
         })
     }
 
-    fn replay_chunk(
+    /// Replay the chunk whose member starts at `pos`, streamed line by line
+    /// (memory is one line, message literals cut to their first bytes);
+    /// returns its compressed length when it ended cleanly, and its damage.
+    fn replay_member(
         &self,
         rp: &mut replay::Replay,
-        c: &Chunk,
+        f: &std::fs::File,
+        pos: u64,
         id: i64,
         problems: &mut Vec<String>,
-    ) {
-        let data = &c.data;
-        let mut p = 0usize;
-        while p < data.len() {
-            match dlist::parse_line(data, p) {
-                Ok((Some(line), next)) => {
-                    if line.verb != "APPLY" {
-                        p = next;
-                        continue;
+    ) -> io::Result<(Option<u64>, Option<String>)> {
+        let s = match MemberStream::open(f.try_clone()?, pos) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Ok((None, Some(e.to_string())))
+            }
+            Err(e) => return Err(e),
+        };
+        let mut lines = ChunkLines::new(s);
+        while let Some(l) = lines.next_line() {
+            if l.too_long {
+                problems.push(format!(
+                    "chunk {id}: line at {} longer than {} bytes, skipped",
+                    l.start,
+                    chunks::LINE_MAX
+                ));
+                continue;
+            }
+            match dlist::parse_line(&l.bytes, 0) {
+                Ok((Some(line), _)) if line.verb == "APPLY" => {
+                    rp.apply(&line, id, pos, &l.bytes);
+                    // The line holds the first bytes of each message: say
+                    // where the message really is.
+                    for lit in &l.literals {
+                        if let Some(m) = rp.messages.get_mut(&lit.guid) {
+                            if m.chunk_id == id && m.file_offset == pos {
+                                m.literal_offset = lit.offset;
+                                m.size = lit.size;
+                            }
+                        }
                     }
-                    rp.apply(&line, id, c.file_offset, data);
-                    p = next;
                 }
-                Ok((None, next)) => p = next,
+                Ok(_) => {}
                 Err(dlist::ParseError::Truncated) => {
-                    if c.damage.is_none() {
-                        problems.push(format!("chunk {id}: ends inside a line at {p}"));
-                    }
+                    problems.push(format!("chunk {id}: ends inside a line at {}", l.start));
                     break;
                 }
-                Err(dlist::ParseError::Syntax(at)) => {
-                    problems.push(format!("chunk {id}: unparsable line at {p} (byte {at})"));
-                    match dlist::resync(data, p + 1) {
-                        Some(n) => p = n,
-                        None => break,
-                    }
+                Err(dlist::ParseError::Syntax(at)) => problems.push(format!(
+                    "chunk {id}: unparsable line at {} (byte {})",
+                    l.start,
+                    l.start + at as u64
+                )),
+            }
+        }
+        let (len, damage) = lines.finish()?;
+        if damage.is_some() {
+            // "ends inside a line" said twice otherwise.
+            if let Some(last) = problems.last() {
+                if last.starts_with(&format!("chunk {id}: ends inside a line")) {
+                    problems.pop();
                 }
             }
         }
+        Ok((len, damage))
     }
 }
 
@@ -830,7 +864,9 @@ impl CyrusReader {
     /// A message of a small chunk: the chunk is decompressed whole, once,
     /// and kept in the byte-bounded cache.
     fn open_cached(&self, loc: &Locator<'_>, fo: u64) -> io::Result<Box<dyn Read + Send>> {
-        let chunk = self.chunk(loc.userid, fo)?;
+        let Some(chunk) = self.chunk(loc.userid, fo)? else {
+            return self.open_streamed(loc, fo);
+        };
         let start = match loc.offset {
             LitOffset::Literal(o) => o as usize,
             LitOffset::Line(line) => {
