@@ -512,7 +512,7 @@ struct Locator<'a> {
     file_offset: Option<u64>,
     offset: LitOffset,
     size: u64,
-    guid: &'a str,
+    guid: std::borrow::Cow<'a, str>,
     userid: &'a str,
 }
 
@@ -533,9 +533,29 @@ fn make_locator(
     let off = match offset {
         LitOffset::Literal(o) => o.to_string(),
         LitOffset::Line(o) => format!("L{o}"),
-        LitOffset::Unknown => return format!("-@-:-:{size}:{guid}:{userid}"),
+        LitOffset::Unknown => return format!("-@-:-:{size}:{}:{userid}", escape_guid(guid)),
     };
+    let guid = escape_guid(guid);
     format!("{chunk_id}@{file_offset}:{off}:{size}:{guid}:{userid}")
+}
+
+/// A GUID as a locator field: `%` and `:` (the field separator) escaped as
+/// `%25` and `%3A`. A real GUID is hex; a hostile one must not move the
+/// fields after it.
+fn escape_guid(guid: &str) -> std::borrow::Cow<'_, str> {
+    if guid.contains([':', '%']) {
+        guid.replace('%', "%25").replace(':', "%3A").into()
+    } else {
+        guid.into()
+    }
+}
+
+fn unescape_guid(field: &str) -> std::borrow::Cow<'_, str> {
+    if field.contains('%') {
+        field.replace("%3A", ":").replace("%25", "%").into()
+    } else {
+        field.into()
+    }
 }
 
 fn parse_locator(s: &str) -> Option<Locator<'_>> {
@@ -543,7 +563,7 @@ fn parse_locator(s: &str) -> Option<Locator<'_>> {
     let chunk = it.next()?;
     let off = it.next()?;
     let size = it.next()?.parse().ok()?;
-    let guid = it.next()?;
+    let guid = unescape_guid(it.next()?);
     let userid = it.next()?;
     let file_offset = chunk.split_once('@').and_then(|(_, o)| o.parse().ok());
     let offset = if let Some(l) = off.strip_prefix('L') {
@@ -873,7 +893,7 @@ impl CyrusReader {
                 // Literal by literal, as the streamed path does: a damaged
                 // later literal does not hide the earlier ones.
                 let mut cur = io::Cursor::new(chunk.data.get(line as usize..).unwrap_or(&[]));
-                seek_literal(&mut cur, loc.guid).map_err(|e| {
+                seek_literal(&mut cur, &loc.guid).map_err(|e| {
                     bad(match &chunk.damage {
                         Some(d) => format!("message {}: its chunk is damaged ({d}; {e})", loc.guid),
                         None => e.to_string(),
@@ -904,7 +924,7 @@ impl CyrusReader {
             }))
         } else {
             let digest = hex(&Sha1::digest(&chunk.data[start..want_end]));
-            (!digest.eq_ignore_ascii_case(loc.guid)).then(|| {
+            (!digest.eq_ignore_ascii_case(&loc.guid)).then(|| {
                 bad(format!(
                     "message {}: SHA-1 of the stored bytes is {digest} (digest mismatch)",
                     loc.guid
@@ -937,7 +957,7 @@ impl CyrusReader {
             LitOffset::Literal(o) => s.skip(o).map_err(damaged)?,
             LitOffset::Line(line) => {
                 s.skip(line).map_err(damaged)?;
-                seek_literal(&mut s, loc.guid).map_err(damaged)?;
+                seek_literal(&mut s, &loc.guid).map_err(damaged)?;
             }
             LitOffset::Unknown => {
                 return Err(bad(format!(
@@ -1083,4 +1103,22 @@ fn seek_literal<S: Skip>(s: &mut S, guid: &str) -> io::Result<()> {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guid_with_colons_keeps_the_locator_fields() {
+        for guid in ["ab:cd", "%3A:%", "0123abcd"] {
+            let l = make_locator(7, 99, LitOffset::Literal(5), 42, guid, "user:x");
+            let p = parse_locator(&l).unwrap_or_else(|| panic!("{l}"));
+            assert_eq!(p.guid, guid, "{l}");
+            assert_eq!(p.userid, "user:x", "{l}");
+            assert_eq!((p.file_offset, p.size), (Some(99), 42));
+            let l = make_locator(0, 0, LitOffset::Unknown, 3, guid, "u");
+            assert_eq!(parse_locator(&l).unwrap().guid, guid);
+        }
+    }
 }
