@@ -228,6 +228,8 @@ fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Sizes confirmed by the reader, so `stat` does not ask twice.
 pub struct SizeCache {
     lru: Mutex<LruCache<String, u64>>,
+    /// Blobs whose size mismatch was logged already.
+    mismatch_logged: Mutex<std::collections::HashSet<String>>,
 }
 
 impl SizeCache {
@@ -236,14 +238,36 @@ impl SizeCache {
             lru: Mutex::new(LruCache::new(
                 NonZeroUsize::new(entries.max(1)).expect("nonzero"),
             )),
+            mismatch_logged: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
-    pub fn get_or(&self, blob: &BlobRef, f: impl FnOnce() -> io::Result<u64>) -> io::Result<u64> {
+    /// The size of `blob`, from the cache or `f`. A size other than the
+    /// metadata's `claimed` one is logged, once per blob for the life of
+    /// the mount (not again when the entry is evicted and computed again).
+    pub fn get_or(
+        &self,
+        blob: &BlobRef,
+        claimed: Option<u64>,
+        f: impl FnOnce() -> io::Result<u64>,
+    ) -> io::Result<u64> {
         if let Some(&n) = self.lru.lock().unwrap().get(&blob.locator) {
             return Ok(n);
         }
         let n = f()?;
+        if let Some(c) = claimed.filter(|c| *c != n) {
+            if self
+                .mismatch_logged
+                .lock()
+                .unwrap()
+                .insert(blob.locator.clone())
+            {
+                log::warn!(
+                    "blob {}: size mismatch: the metadata says {c} bytes, the blob has {n}; serving {n}",
+                    blob.locator
+                );
+            }
+        }
         self.lru.lock().unwrap().put(blob.locator.clone(), n);
         Ok(n)
     }
