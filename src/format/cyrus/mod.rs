@@ -323,6 +323,9 @@ fn open_index(part: &BackupRoot, data: &Path) -> Result<rusqlite::Connection> {
     conn.deserialize(rusqlite::DatabaseName::Main, image, true)
         .with_context(|| format!("index {what}"))?;
     conn.execute_batch("PRAGMA temp_store = MEMORY; PRAGMA trusted_schema = OFF;")?;
+    // No value of a real index comes near 16 MiB: a schema expression
+    // building huge strings (a generated column) fails instead.
+    conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, 16 << 20);
     // A budget of VM steps, far above what the expected queries need over
     // an index this size: a hostile one cannot spin.
     let budget = 10_000_000u64 + 20 * len as u64;
@@ -331,19 +334,26 @@ fn open_index(part: &BackupRoot, data: &Path) -> Result<rusqlite::Connection> {
         1000,
         Some(move || steps.fetch_add(1000, std::sync::atomic::Ordering::Relaxed) > budget),
     );
-    let mut st = conn.prepare("SELECT type, name FROM sqlite_master")?;
-    let objects: Vec<(String, String)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    let mut st = conn.prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_master")?;
+    let objects: Vec<(String, String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     drop(st);
-    for (kind, name) in &objects {
+    for (kind, name, _) in &objects {
         if kind == "view" || kind == "trigger" {
             bail!("index {what} has a {kind} ({name}): refused");
         }
     }
     for table in ["chunk", "message"] {
-        if !objects.iter().any(|(k, n)| k == "table" && n == table) {
+        let Some((_, _, sql)) = objects.iter().find(|(k, n, _)| k == "table" && n == table) else {
             bail!("index {what} has no table {table}");
+        };
+        if !sql
+            .trim_start()
+            .to_ascii_uppercase()
+            .starts_with("CREATE TABLE")
+        {
+            bail!("index {what}: {table} is not a plain table: refused");
         }
     }
     Ok(conn)
