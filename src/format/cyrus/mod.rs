@@ -14,6 +14,7 @@
 
 mod chunks;
 mod dlist;
+mod names;
 mod replay;
 mod text;
 mod twoskip;
@@ -478,7 +479,7 @@ impl CyrusReader {
         };
         let len = std::fs::metadata(&data)?.len();
         let mut f = File::open(&data).with_context(|| format!("data file {}", data.display()))?;
-        let mut rp = replay::Replay::new(userid);
+        let mut rp = replay::Replay::new();
         let mut chunk_offsets: BTreeMap<i64, u64> = BTreeMap::new();
         let mut pos = 0u64;
         let mut ordinal = 0i64;
@@ -632,6 +633,10 @@ impl BackupReader for CyrusReader {
             sink(it);
         }
         problems.extend(self.problems.iter().filter(|p| p.contains(key)).cloned());
+        if let Ok(data) = self.data_file(key) {
+            problems.extend(compaction_problems(data, rp.notes.history_gaps));
+        }
+        log_unshown(key, &rp.notes);
         Ok(Account {
             key: key.to_string(),
             name: key.to_string(),
@@ -666,6 +671,61 @@ impl BackupReader for CyrusReader {
             Some(l) if l.file_offset.is_some() => Ok(l.size),
             _ => claimed.ok_or_else(|| bad(format!("not a Cyrus blob locator: {}", blob.locator))),
         }
+    }
+}
+
+/// What `ctl_backups compact` left: the copies of the data file it kept
+/// (`<file>.<unix time>`, `backup_keep_previous`), and records whose
+/// earlier states the rewritten chunks no longer hold.
+fn compaction_problems(data: &Path, history_gaps: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let (Some(dir), Some(name)) = (data.parent(), data.file_name()) else {
+        return out;
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let mut times: Vec<i64> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    let ts = n.strip_prefix(&prefix)?;
+                    ts.bytes()
+                        .all(|b| b.is_ascii_digit())
+                        .then(|| ts.parse().ok())?
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    times.sort_unstable();
+    for t in times {
+        let when = chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| t.to_string());
+        out.push(format!(
+            "compacted at {when} (ctl_backups compact): history before it may be incomplete; \
+             the previous data file {prefix}{t} is kept beside it and not read"
+        ));
+    }
+    if history_gaps > 0 {
+        out.push(format!(
+            "{history_gaps} message record(s) lost their earlier states: older chunks were \
+             rewritten (ctl_backups compact), so views before that show less than the server had"
+        ));
+    }
+    out
+}
+
+/// Tolerated backup content the model does not show.
+fn log_unshown(userid: &str, n: &replay::Notes) {
+    if n.seen_states + n.sieve_lines + n.annotated_mailboxes.len() + n.replaced_mailboxes > 0 {
+        log::info!(
+            "{userid}: not shown: {} APPLY SEEN (other users' seen state), {} sieve script line(s), \
+             annotations of {} mailbox(es); {} mailbox(es) replaced by a re-created one of the same name",
+            n.seen_states,
+            n.sieve_lines,
+            n.annotated_mailboxes.len(),
+            n.replaced_mailboxes
+        );
     }
 }
 

@@ -7,16 +7,19 @@
 //! timestamp moves on, so the transient tree in the middle of a subtree
 //! rename (one `RENAME` per mailbox) never shows up as a state.
 
+//!
+//! Every map that is iterated is ordered (`BTreeMap`), so the states, and
+//! the ids handed out, are a pure function of the data file.
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::dlist::{Line, Value};
-use super::text::{decode_mutf7, subject_of};
+use super::names;
+use super::text::subject_of;
 use crate::model::{ItemId, ItemKind, ItemState, VIEW_ROOT};
 
 /// First id handed out to folders and messages.
 pub const FIRST_ID: ItemId = 1000;
-/// Prefix of delayed-deleted mailboxes (`deletedprefix`).
-const DELETED_PREFIX: &str = "DELETED.";
 
 /// Where a message's bytes were seen.
 #[derive(Clone, Debug)]
@@ -38,9 +41,30 @@ struct Record {
 
 struct Mailbox {
     name: String,
+    /// Removed by `UNMAILBOX`, or replaced by a newer mailbox of its name.
     unmailboxed: bool,
     records: BTreeMap<u32, Record>,
     folder_id: ItemId,
+    /// The highest `LAST_UID` of a complete (no `SINCE_MODSEQ`) line.
+    full_last_uid: Option<u32>,
+}
+
+/// What the replay saw that the model does not show, and gaps in history.
+#[derive(Default, Debug)]
+pub struct Notes {
+    /// Live records first seen in a partial update although an earlier
+    /// complete line of their mailbox should have listed them: their
+    /// earlier states are gone (`ctl_backups compact` rewrites old chunks).
+    pub history_gaps: usize,
+    /// Mailboxes replaced by a newer mailbox of the same name (deleted and
+    /// re-created between two syncs).
+    pub replaced_mailboxes: usize,
+    /// `APPLY SEEN`: another user's seen state of a shared mailbox.
+    pub seen_states: usize,
+    /// `APPLY SIEVE` / `UNSIEVE` lines (sieve scripts).
+    pub sieve_lines: usize,
+    /// Mailbox lines carrying mailbox `ANNOTATIONS` (special-use, comments).
+    pub annotated_mailboxes: BTreeSet<String>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -85,9 +109,8 @@ pub struct MessageTrack {
 
 /// The replay state of one account.
 pub struct Replay {
-    userid: String,
-    mailboxes: HashMap<String, Mailbox>,
-    byname: HashMap<String, String>,
+    mailboxes: BTreeMap<String, Mailbox>,
+    byname: BTreeMap<String, String>,
     pub messages: HashMap<String, MessageLoc>,
     pub subjects: HashMap<String, String>,
     next_id: ItemId,
@@ -99,15 +122,21 @@ pub struct Replay {
     dirty_tree: bool,
     pending_ts: Option<i64>,
     /// Mailbox liveness as of the last flush.
-    mailbox_live: HashMap<String, bool>,
+    mailbox_live: BTreeMap<String, bool>,
+    pub notes: Notes,
+}
+
+impl Default for Replay {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Replay {
-    pub fn new(userid: &str) -> Self {
+    pub fn new() -> Self {
         Self {
-            userid: userid.to_string(),
-            mailboxes: HashMap::new(),
-            byname: HashMap::new(),
+            mailboxes: BTreeMap::new(),
+            byname: BTreeMap::new(),
             messages: HashMap::new(),
             subjects: HashMap::new(),
             next_id: FIRST_ID,
@@ -118,7 +147,8 @@ impl Replay {
             dirty_records: BTreeSet::new(),
             dirty_tree: false,
             pending_ts: None,
-            mailbox_live: HashMap::new(),
+            mailbox_live: BTreeMap::new(),
+            notes: Notes::default(),
         }
     }
 
@@ -164,6 +194,7 @@ impl Replay {
                     return;
                 };
                 if let Some(u) = self.byname.remove(&old) {
+                    self.claim_name(&new, &u);
                     if let Some(mb) = self.mailboxes.get_mut(&u) {
                         mb.name = new.clone();
                     }
@@ -220,7 +251,25 @@ impl Replay {
                     }
                 }
             }
-            _ => {} // RESERVE, SUB, UNSUB, SEEN, SIEVE...: not part of the model
+            "SEEN" => self.notes.seen_states += 1,
+            "SIEVE" | "UNSIEVE" => self.notes.sieve_lines += 1,
+            _ => {} // RESERVE, SUB, UNSUB: not part of the model
+        }
+    }
+
+    /// Mailbox `u` takes `name`: a different live mailbox holding it was
+    /// deleted and re-created between two syncs (no `UNMAILBOX` is sent),
+    /// so it counts as deleted from this line on.
+    fn claim_name(&mut self, name: &str, u: &str) {
+        let Some(holder) = self.byname.get(name).filter(|h| *h != u).cloned() else {
+            return;
+        };
+        if let Some(old) = self.mailboxes.get_mut(&holder) {
+            if old.name == name && !old.unmailboxed {
+                old.unmailboxed = true;
+                self.notes.replaced_mailboxes += 1;
+                self.dirty_tree = true;
+            }
         }
     }
 
@@ -240,9 +289,19 @@ impl Replay {
                     unmailboxed: false,
                     records: BTreeMap::new(),
                     folder_id: fid,
+                    full_last_uid: None,
                 },
             );
         }
+        self.claim_name(&name, &u);
+        if v.get("ANNOTATIONS").is_some_and(|a| !a.items().is_empty()) {
+            self.notes.annotated_mailboxes.insert(u.clone());
+        }
+        let partial = v.get("SINCE_MODSEQ").is_some();
+        let last_uid = v
+            .get("LAST_UID")
+            .and_then(Value::as_i64)
+            .and_then(|n| u32::try_from(n).ok());
         let mb = self.mailboxes.get_mut(&u).expect("just inserted");
         if mb.name != name || mb.unmailboxed {
             if self.byname.get(&mb.name) == Some(&u) {
@@ -296,11 +355,17 @@ impl Replay {
                     old.expunged |= was;
                 }
                 None => {
+                    if partial && !rec.expunged && mb.full_last_uid.is_some_and(|l| uid <= l) {
+                        self.notes.history_gaps += 1;
+                    }
                     mb.records.insert(uid, rec);
                     new_records.push(uid);
                 }
             }
             self.dirty_records.insert((u.clone(), uid));
+        }
+        if !partial {
+            mb.full_last_uid = mb.full_last_uid.max(last_uid);
         }
         for uid in new_records {
             let id = self.alloc();
@@ -308,26 +373,10 @@ impl Replay {
         }
     }
 
-    /// Whether a mailbox is live (not unmailboxed, not renamed to `DELETED.*`).
+    /// Whether a mailbox is live (not unmailboxed or replaced, not renamed
+    /// to `DELETED.*`).
     fn is_live(mb: &Mailbox) -> bool {
-        !mb.unmailboxed && !mb.name.starts_with(DELETED_PREFIX)
-    }
-
-    /// The folder name shown for an internal mailbox name.
-    fn display_name(&self, internal: &str) -> String {
-        if internal == format!("user.{}", self.userid) {
-            return "INBOX".to_string();
-        }
-        let last = internal.rsplit('.').next().unwrap_or(internal);
-        decode_mutf7(last)
-    }
-
-    /// The internal name of the parent folder, `None` under the view root.
-    fn parent_name<'a>(&self, internal: &'a str) -> Option<&'a str> {
-        if internal == format!("user.{}", self.userid) {
-            return None;
-        }
-        internal.rfind('.').map(|i| &internal[..i])
+        !mb.unmailboxed && !names::is_deleted(&mb.name)
     }
 
     fn flush(&mut self, ts: i64) {
@@ -348,7 +397,9 @@ impl Replay {
         let mut changed_liveness = Vec::new();
         for (u, mb) in &self.mailboxes {
             let l = Self::is_live(mb);
-            if l {
+            // One live mailbox per name (claim_name); should two remain,
+            // the one the name maps to wins.
+            if l && (self.byname.get(&mb.name) == Some(u) || !live.contains_key(&mb.name)) {
                 live.insert(mb.name.clone(), mb.folder_id);
             }
             if self.mailbox_live.get(u).copied().unwrap_or(false) != l {
@@ -367,22 +418,22 @@ impl Replay {
         let mut nodes: BTreeMap<String, ItemId> = live.clone();
         let names: Vec<String> = live.keys().cloned().collect();
         for name in names {
-            let mut cur = self.parent_name(&name).map(str::to_string);
+            let mut cur = names::parent(&name).map(str::to_string);
             while let Some(p) = cur {
                 if !nodes.contains_key(&p) {
                     let id = self.folder_id(FolderKey::Path(p.clone()));
                     nodes.insert(p.clone(), id);
                 }
-                cur = self.parent_name(&p).map(str::to_string);
+                cur = names::parent(&p).map(str::to_string);
             }
         }
         let mut desired: HashMap<ItemId, FolderShape> = HashMap::new();
         for (name, id) in &nodes {
-            let parent = match self.parent_name(name) {
+            let parent = match names::parent(name) {
                 Some(p) => nodes.get(p).copied().unwrap_or(VIEW_ROOT),
                 None => VIEW_ROOT,
             };
-            desired.insert(*id, (self.display_name(name), parent));
+            desired.insert(*id, (names::display(name), parent));
         }
         for (id, track) in self.folders.iter_mut() {
             let want = desired.remove(id);
@@ -521,7 +572,7 @@ mod tests {
 
     fn run(text: &str) -> Replay {
         let buf = text.replace('\n', "\r\n").into_bytes();
-        let mut rp = Replay::new("u");
+        let mut rp = Replay::new();
         let mut p = 0;
         while p < buf.len() {
             let (l, n) = parse_line(&buf, p).unwrap();
