@@ -463,3 +463,129 @@ fn catalogue_builds_are_deterministic() {
         assert!(diff.is_empty(), "{name}: builds differ: {diff:#?}");
     }
 }
+
+/// Parse an instant xattr (`2026-12-01T09:08:16.000Z`) to Unix seconds.
+fn instant(s: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+        .timestamp()
+}
+
+/// Every message that was live in one round and gone in the next (expunged,
+/// moved, its folder deleted, or its folder replaced by a re-created one of
+/// the same name) is in `deleted/` under its last folder path, with its
+/// bytes, deleted at an instant of the sync that carried the change.
+#[test]
+fn vanished_messages_are_in_deleted_at_their_sync() {
+    for name in ["vdom-userid", "vdom-on", "unixsep", "recreate"] {
+        let c = corpus(name);
+        let idx = tempfile::tempdir().unwrap();
+        let m = Mount::start(&c, idx.path(), &[]);
+        let mut found = 0;
+        for user in users(&c) {
+            let del = m.join(&user).join("deleted");
+            let (_, files) = walk(&del);
+            // (folder path, uid, guid) -> deleted_at
+            let mut shown: BTreeMap<(String, u32, String), Vec<i64>> = BTreeMap::new();
+            for f in &files {
+                let folder = f.parent().unwrap().strip_prefix(&del).unwrap();
+                let guid = String::from_utf8(xattr(f, "user.mailbackfs.digest").unwrap()).unwrap();
+                let at = xattr(f, "user.mailbackfs.deleted_at")
+                    .unwrap_or_else(|| panic!("{}: no deleted_at", f.display()));
+                let got = std::fs::read(f).unwrap();
+                assert_eq!(sha1_hex(&got), guid, "{}", f.display());
+                shown
+                    .entry((folder.to_string_lossy().into_owned(), uid_of(f), guid))
+                    .or_default()
+                    .push(instant(&String::from_utf8(at).unwrap()));
+            }
+            let t = json(&c.join(format!("oracle/{user}/truth.json")));
+            let rounds = t["rounds"].as_array().unwrap();
+            for w in rounds.windows(2) {
+                let live = |r: &Value| -> BTreeMap<(String, u64), (String, String)> {
+                    let mut out = BTreeMap::new();
+                    for mb in r["mailboxes"].as_array().unwrap() {
+                        for msg in mb["messages"].as_array().unwrap() {
+                            out.insert(
+                                (
+                                    mb["uniqueid"].as_str().unwrap().to_string(),
+                                    msg["uid"].as_u64().unwrap(),
+                                ),
+                                (mount_path(mb), msg["guid"].as_str().unwrap().to_string()),
+                            );
+                        }
+                    }
+                    out
+                };
+                let (before, after) = (live(&w[0]), live(&w[1]));
+                let window = w[1]["sync_started"].as_i64().unwrap()
+                    ..=w[1]["sync_finished"].as_i64().unwrap();
+                for (key, (path, guid)) in &before {
+                    if after.contains_key(key) {
+                        continue;
+                    }
+                    let at = shown
+                        .get(&(path.clone(), key.1 as u32, guid.clone()))
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "{name} {user}: {path} uid {} ({guid}) not in deleted/: {shown:?}",
+                                key.1
+                            )
+                        });
+                    assert!(
+                        at.iter().any(|a| window.contains(a)),
+                        "{name} {user}: {path} uid {}: deleted at {at:?}, not in {window:?}",
+                        key.1
+                    );
+                    found += 1;
+                }
+            }
+        }
+        assert!(found > 0, "{name}: nothing vanished between rounds");
+    }
+}
+
+/// Raw 8-bit headers name the files: UTF-8 as it is, and lines that are not
+/// UTF-8 as ISO-8859-1 (`Réunion à Zürich`, not `R_union_Z_rich`).
+#[test]
+fn raw_8bit_subjects_name_the_files() {
+    let c = corpus("vdom-userid");
+    let idx = tempfile::tempdir().unwrap();
+    let m = Mount::start(&c, idx.path(), &[]);
+    let inbox = support::names(&m.join("jane@example.com/latest/INBOX"));
+    assert!(
+        inbox.iter().any(|n| n.starts_with("2-Réunion")),
+        "{inbox:?}"
+    );
+    assert!(inbox.iter().any(|n| n.contains("Zürich")), "{inbox:?}");
+    assert!(
+        inbox.iter().any(|n| n.starts_with("3-Grüße_aus_Köln")),
+        "{inbox:?}"
+    );
+}
+
+/// Sieve scripts and another user's seen state (`APPLY SEEN`) are tolerated:
+/// the accounts read without problems, and the catalogue build says what it
+/// does not show.
+#[test]
+fn sieve_and_seen_are_tolerated_and_reported() {
+    let c = corpus("vdom-userid");
+    let idx = tempfile::tempdir().unwrap();
+    let ix = idx.path().to_str().unwrap();
+    let (code, _, err) = cli(&["index", "--index", ix, c.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let line = |who: &str| {
+        err.lines()
+            .find(|l| l.contains(who) && l.contains("does not show"))
+            .unwrap_or_else(|| panic!("no report for {who}: {err}"))
+            .to_string()
+    };
+    assert!(
+        line("jane@example.com").contains("2 sieve script line(s)"),
+        "{err}"
+    );
+    assert!(line("max@example.com").contains("2 seen state(s)"), "{err}");
+    let (code, out, err) = cli(&["accounts", "--index", ix, c.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 3, "no problem lines: {out}");
+}

@@ -715,15 +715,25 @@ fn compaction_problems(data: &Path, history_gaps: usize) -> Vec<String> {
     out
 }
 
-/// Tolerated backup content the model does not show.
+/// Tolerated backup content the model does not show: sieve scripts and
+/// other users' seen state are user data, so they are a warning; mailbox
+/// annotations (special-use, comments) and replaced mailboxes only a note.
 fn log_unshown(userid: &str, n: &replay::Notes) {
-    if n.seen_states + n.sieve_lines + n.annotated_mailboxes.len() + n.replaced_mailboxes > 0 {
-        log::info!(
-            "{userid}: not shown: {} APPLY SEEN (other users' seen state), {} sieve script line(s), \
-             annotations of {} mailbox(es); {} mailbox(es) replaced by a re-created one of the same name",
-            n.seen_states,
+    let annotated = n.annotated_mailboxes.len();
+    if n.seen_states + n.sieve_lines > 0 {
+        log::warn!(
+            "{userid}: the backup holds what the mount does not show: {} sieve script \
+             line(s) (APPLY SIEVE/UNSIEVE), {} seen state(s) of other users' mailboxes \
+             (APPLY SEEN), annotations of {annotated} mailbox(es)",
             n.sieve_lines,
-            n.annotated_mailboxes.len(),
+            n.seen_states,
+        );
+    } else if annotated > 0 {
+        log::info!("{userid}: annotations of {annotated} mailbox(es) are not shown");
+    }
+    if n.replaced_mailboxes > 0 {
+        log::info!(
+            "{userid}: {} mailbox(es) replaced by a re-created one of the same name",
             n.replaced_mailboxes
         );
     }
