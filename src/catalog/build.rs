@@ -358,15 +358,20 @@ fn completed_states(states: &[ItemState]) -> Vec<ItemState> {
     out
 }
 
+/// Names at the mount's root that no account directory may take.
+pub const RESERVED_ROOT_NAMES: [&str; 1] = [".control"];
+
 /// Directory names of accounts: the address, and `ADDRESS~KEY` for the
-/// second and later accounts with one address (in key order).
+/// second and later accounts with one address (in key order), and for an
+/// account whose address is a reserved root name (`.control`).
 fn assign_dir_names(tx: &Connection) -> Result<()> {
     let rows: Vec<(i64, String, String)> = {
         let mut st = tx.prepare("SELECT id, name, key FROM accounts ORDER BY key")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
-    let mut seen = std::collections::HashSet::new();
+    let mut seen: std::collections::HashSet<String> =
+        RESERVED_ROOT_NAMES.iter().map(|n| n.to_string()).collect();
     let mut upd = tx.prepare("UPDATE accounts SET dir_name=?2 WHERE id=?1")?;
     for (id, name, key) in rows {
         let base = crate::fs::names::sanitize_component(&name, &key);

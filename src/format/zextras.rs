@@ -16,8 +16,8 @@
 //! item starting with the earliest drive item state.
 //!
 //! Choices where the format doc leaves room:
-//! - `flags` absent: no IMAP word at all (the doc's default "unread"); an
-//!   explicit `0` or `""` is `\Seen` (the table; the doc's item 339).
+//! - `flags` absent: flags 0, no bit set, so the item is read (`\Seen`),
+//!   exactly like an explicit `0` or `""` (only the UNREAD bit unreads).
 //! - A deleted state without `flags` or `type` takes them from the state
 //!   before it, like its folder.
 //! - `account_info` present without `status`: `active` (`deleted` when it has
@@ -352,9 +352,8 @@ fn parse_tags(v: &Value) -> Vec<String> {
 /// One state object, keys normalised. Returns the state and whether it had a
 /// `folder_id` and a `flags` key.
 ///
-/// Flags: an explicit value maps through the doc's table (so an explicit `0`
-/// or `""` is `\Seen`, as in the doc's item 339); an absent `flags` key is the
-/// documented default "unread": no words at all.
+/// Flags map through the doc's table; an absent `flags` key is the default
+/// 0, so it reads `\Seen` like an explicit `0` or `""`.
 fn parse_state(obj: &Map<String, Value>) -> (ItemState, bool, bool) {
     let mut st = ItemState::default();
     let mut bits: Option<u64> = None;
@@ -399,9 +398,7 @@ fn parse_state(obj: &Map<String, Value>) -> (ItemState, bool, bool) {
             st.start = d;
         }
     }
-    if let Some(bits) = bits {
-        st.flags = flag_words(bits);
-    }
+    st.flags = flag_words(bits.unwrap_or(0));
     let has_folder = st.folder_id.is_some();
     (st, has_folder, bits.is_some())
 }

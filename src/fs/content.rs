@@ -89,6 +89,14 @@ impl OpenBlob {
         &self.blob.locator
     }
 
+    pub fn blob(&self) -> &BlobRef {
+        &self.blob
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// Read up to `len` bytes at `offset` (fewer only at the end).
     pub fn read_at(
         &self,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use lru::LruCache;
 
-use crate::catalog::{AccountRow, Catalog, StateRow};
+use crate::catalog::{AccountRow, Catalog, DeletedItem, StateRow};
 use crate::control::{ControlPlane, ReadmeOnly};
 use crate::format::BackupReader;
 use crate::model::{ItemId, ItemKind, Millis, VIEW_ROOT};
@@ -332,15 +332,21 @@ pub struct MailFs {
     control: Arc<dyn ControlPlane>,
 }
 
-/// `deleted/` of one account: directories by index (1 is the root).
+/// `deleted/` of one account: directories by index (1 is the root). Files
+/// are the last states before each deletion; `deleted_at` holds the
+/// deletion instants by item.
 struct DeletedTree {
     children: HashMap<ItemId, Vec<(String, ItemId)>>,
     files: HashMap<ItemId, Vec<StateRow>>,
+    deleted_at: HashMap<ItemId, Millis>,
 }
 
 /// What an open file reads from.
 enum OpenFile {
     Blob(OpenBlob),
+    /// A state's blob in `history/`: should it fail only its digest, the
+    /// stored bytes are served from the salvage stream instead of EIO.
+    HistoryBlob(OpenBlob, Mutex<Option<SalvageFile>>),
     Bytes(Arc<Vec<u8>>),
     Salvaged(SalvageFile),
     /// A control file: what it said when opened, and its path for writes.
@@ -681,15 +687,18 @@ impl MailFs {
         let mut tree = DeletedTree {
             children: HashMap::from([(VIEW_ROOT, Vec::new())]),
             files: HashMap::new(),
+            deleted_at: HashMap::new(),
         };
         let mut by_path: HashMap<Vec<String>, ItemId> = HashMap::from([(Vec::new(), VIEW_ROOT)]);
         let mut next = VIEW_ROOT + 1;
-        for row in self.catalog.deleted_items(acct)? {
+        for DeletedItem { shown, deletion } in self.catalog.deleted_items_shown(acct)? {
             // The folder path the item had just before it was deleted.
-            let path = match row.folder_id {
-                Some(f) => folders.path_at(f, row.start - 1),
+            let path = match deletion.folder_id {
+                Some(f) => folders.path_at(f, deletion.start - 1),
                 None => Vec::new(),
             };
+            tree.deleted_at.insert(deletion.item_id, deletion.start);
+            let row = shown;
             let mut cur = VIEW_ROOT;
             for depth in 1..=path.len() {
                 let prefix = path[..depth].to_vec();
@@ -873,6 +882,11 @@ impl MailFs {
                 let history_deleted = row.deleted && *view == View::History;
                 let size = match self.content_of(&row) {
                     _ if history_deleted => 0,
+                    // history/ serves the stored bytes of a digest mismatch.
+                    Err(_) if *view == View::History && self.fails_only_digest(&row) => {
+                        let blob = row.blob.as_ref().ok_or(FsError::NotFound)?;
+                        self.salvage_sizes.size(&*self.reader, blob)
+                    }
                     Ok(Content::Blob(_, size)) => size,
                     Ok(Content::Bytes(b)) => b.len() as u64,
                     Ok(Content::Empty) => 0,
@@ -964,6 +978,8 @@ impl MailFs {
                 let row = self.state_row(*acct, *item, *seq)?;
                 if row.deleted && *view == View::History {
                     OpenFile::Bytes(Arc::new(Vec::new()))
+                } else if *view == View::History {
+                    self.open_history_state(&row)?
                 } else {
                     match self.content_of(&row)? {
                         Content::Blob(blob, size) => OpenFile::Blob(OpenBlob::new(blob, size)),
@@ -988,6 +1004,38 @@ impl MailFs {
             _ => return Err(FsError::IsDir),
         };
         Ok(self.add_handle(file))
+    }
+
+    /// A state's file in `history/`: like any view, except that a blob
+    /// that fails only its digest serves its stored bytes.
+    fn open_history_state(&self, row: &StateRow) -> FsResult<OpenFile> {
+        match self.content_of(row) {
+            Err(_) if self.fails_only_digest(row) => {
+                let blob = row.blob.clone().ok_or(FsError::NotFound)?;
+                let size = self.salvage_sizes.size(&*self.reader, &blob);
+                Ok(OpenFile::Salvaged(SalvageFile::new(blob, size)))
+            }
+            Err(e) => Err(e),
+            Ok(Content::Blob(blob, size)) => Ok(OpenFile::HistoryBlob(
+                OpenBlob::new(blob, size),
+                Mutex::new(None),
+            )),
+            Ok(Content::Bytes(b)) => Ok(OpenFile::Bytes(b)),
+            Ok(Content::Empty) => Ok(OpenFile::Bytes(Arc::new(Vec::new()))),
+        }
+    }
+
+    /// Whether the state's blob is known to fail its digest check and
+    /// nothing else (its stored bytes decompress cleanly).
+    fn fails_only_digest(&self, row: &StateRow) -> bool {
+        let Some(blob) = &row.blob else {
+            return false;
+        };
+        self.broken
+            .lock()
+            .unwrap()
+            .get(&blob.locator)
+            .is_some_and(|why| salvage::kind_is(why, salvage::DIGEST_MISMATCH))
     }
 
     fn add_handle(&self, file: OpenFile) -> u64 {
@@ -1078,6 +1126,23 @@ impl MailFs {
             OpenFile::Blob(blob) => blob
                 .read_at(&*self.reader, &self.blobs, offset, size as usize)
                 .map_err(|e| self.note_broken(blob.locator(), e)),
+            OpenFile::HistoryBlob(blob, stored) => {
+                match blob.read_at(&*self.reader, &self.blobs, offset, size as usize) {
+                    Ok(bytes) => Ok(bytes),
+                    Err(e) => {
+                        let err = self.note_broken(blob.locator(), e);
+                        if !matches!(&err, FsError::Io(why) if salvage::kind_is(why, salvage::DIGEST_MISMATCH))
+                        {
+                            return Err(err);
+                        }
+                        let mut stored = stored.lock().unwrap();
+                        let s = stored.get_or_insert_with(|| {
+                            SalvageFile::new(blob.blob().clone(), blob.size())
+                        });
+                        Ok(s.read_at(&*self.reader, offset, size as usize))
+                    }
+                }
+            }
             OpenFile::Salvaged(s) => Ok(s.read_at(&*self.reader, offset, size as usize)),
         }
     }
@@ -1131,8 +1196,8 @@ impl MailFs {
                 if let Some(d) = row.blob.as_ref().and_then(|b| b.digest.clone()) {
                     out.push(("digest".into(), d));
                 }
-                if row.deleted && matches!(view, View::Deleted | View::History) {
-                    out.push(("deleted_at".into(), timeline::format_instant(row.start)));
+                if let Some(at) = self.deleted_at(*acct, *view, &row)? {
+                    out.push(("deleted_at".into(), timeline::format_instant(at)));
                 }
                 if let Some(blob) = &row.blob {
                     // Finds what is cheaply knowable (missing, unreadable,
@@ -1160,6 +1225,21 @@ impl MailFs {
             .into_iter()
             .map(|(k, v)| (format!("user.mailbackfs.{k}"), v.into_bytes()))
             .collect())
+    }
+
+    /// When the item of a file in `deleted/` or `history/` was deleted:
+    /// `deleted/` shows the state before the deletion, `history/` the
+    /// deletion state itself.
+    fn deleted_at(&self, acct: i64, view: View, row: &StateRow) -> FsResult<Option<Millis>> {
+        Ok(match view {
+            View::History => row.deleted.then_some(row.start),
+            View::Deleted => self
+                .deleted_tree(acct)?
+                .deleted_at
+                .get(&row.item_id)
+                .copied(),
+            View::Time(_) => None,
+        })
     }
 
     pub fn getxattr(&self, ino: u64, name: &str) -> FsResult<Vec<u8>> {

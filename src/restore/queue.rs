@@ -13,7 +13,7 @@
 //! (Message-ID or digest) and skipped, so nothing is restored twice.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::private;
 use crate::control::request::Request;
 use crate::model::Millis;
 use crate::restore::engine::{self, ItemOutcome, Report, RestoreSource, RunHooks};
@@ -187,7 +188,7 @@ impl RestoreQueue {
     /// run again once [`RestoreQueue::start`] is called.
     pub fn open(index_dir: &Path, src: RestoreSource) -> Result<RestoreQueue> {
         let dir = index_dir.join("jobs");
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        private::create_dir(&dir)?;
         let mut jobs = BTreeMap::new();
         for e in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = e?.path();
@@ -342,7 +343,7 @@ impl Shared {
     fn persist(&self, job: &Job) -> Result<()> {
         let path = self.job_path(job.id);
         let tmp = self.dir.join(format!(".{}.json.tmp", job.id));
-        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f = private::create_file(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(job)?)?;
         f.sync_all()?;
         fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
@@ -414,11 +415,7 @@ fn run_job(shared: &Shared, job: &Job) -> Result<engine::RunResult> {
     let plan = engine::plan(&shared.src, &job.request, run_day).map_err(anyhow::Error::msg)?;
     let journal_path = shared.journal_path(job.id);
     let done = read_journal(&journal_path)?;
-    let journal = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&journal_path)
-        .with_context(|| format!("opening {}", journal_path.display()))?;
+    let journal = private::append_file(&journal_path)?;
     let mut hooks = QueueHooks {
         shared,
         id: job.id,

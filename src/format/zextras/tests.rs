@@ -156,7 +156,7 @@ fn key_spellings_and_defaults() {
     let s = &items[&5].states;
     assert_eq!(s[0].folder_id, Some(2));
     assert_eq!(s[0].subject.as_deref(), Some("s"));
-    assert!(s[0].flags.is_empty(), "no flags = unread");
+    assert_eq!(s[0].flags, vec!["\\Seen"], "no flags = 0 = read");
     assert!(s[0].tags.is_empty());
     assert!(!s[0].deleted);
     assert_eq!(s[0].end, None);
