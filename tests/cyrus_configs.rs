@@ -359,6 +359,19 @@ fn compacted_backup_matches_the_oracle_and_says_so() {
     let (code, out, err) = cli(&["check", c.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("ctl_backups compact"), "{out}");
+    // Without backups.db (the partition alone), the copies are no accounts either.
+    let part = c.join("backup/partition");
+    let idx2 = tempfile::tempdir().unwrap();
+    let (code, out, err) = cli(&[
+        "accounts",
+        "--index",
+        idx2.path().to_str().unwrap(),
+        part.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().filter(|l| !l.starts_with(' ')).collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].starts_with("carl "), "{out}");
 }
 
 /// Every file of a mount: path -> (size, mtime, xattrs, sha1 of the bytes

@@ -666,4 +666,46 @@ mod tests {
             vec!["\\Seen".to_string()]
         );
     }
+
+    #[test]
+    fn a_recreated_mailbox_replaces_the_old_one_at_its_line() {
+        let text = "1 APPLY MAILBOX %(UNIQUEID a MBOXNAME user.u RECORD ())
+1 APPLY MAILBOX %(UNIQUEID old MBOXNAME user.u.R RECORD (%(UID 1 FLAGS () INTERNALDATE 5 SIZE 3 GUID ab)))
+2 APPLY MAILBOX %(UNIQUEID new MBOXNAME user.u.R RECORD (%(UID 1 FLAGS (\\Flagged) INTERNALDATE 6 SIZE 4 GUID cd)))
+3 APPLY MAILBOX %(UNIQUEID new MBOXNAME user.u.R SINCE_MODSEQ 3 RECORD (%(UID 1 FLAGS (\\Seen) INTERNALDATE 6 SIZE 4 GUID cd)))
+";
+        let rp = run(text);
+        assert_eq!(rp.notes.replaced_mailboxes, 1);
+        let f = shapes(&rp);
+        // ids: a=1000, old=1001, its record=1002, new=1003, its record=1004
+        assert_eq!(
+            f[&1001],
+            vec![(1, false, "R".into(), 1000), (2, true, "R".into(), 1000)]
+        );
+        assert_eq!(f[&1003], vec![(2, false, "R".into(), 1000)]);
+        let old = &rp.message_items[&1002];
+        assert_eq!(
+            old.states
+                .iter()
+                .map(|s| (s.start, s.folder_id, s.shape.is_some()))
+                .collect::<Vec<_>>(),
+            vec![(1000, 1001, true), (2000, 1001, false)]
+        );
+        let new = &rp.message_items[&1004];
+        assert_eq!(new.states.len(), 2);
+        assert!(new.states.iter().all(|s| s.folder_id == 1003));
+        // The same lines give the same ids and states every time.
+        for _ in 0..5 {
+            assert_eq!(shapes(&run(text)), f);
+        }
+    }
+
+    #[test]
+    fn records_missing_from_a_complete_line_are_history_gaps() {
+        let rp = run("1 APPLY MAILBOX %(UNIQUEID a MBOXNAME user.u LAST_UID 3 RECORD (%(UID 1 FLAGS () INTERNALDATE 5 SIZE 3 GUID ab)))
+2 APPLY MAILBOX %(UNIQUEID a MBOXNAME user.u LAST_UID 4 SINCE_MODSEQ 4 RECORD (%(UID 2 FLAGS (\\Deleted \\Expunged) INTERNALDATE 5 SIZE 3 GUID cd) %(UID 3 FLAGS () INTERNALDATE 5 SIZE 3 GUID ef) %(UID 4 FLAGS () INTERNALDATE 5 SIZE 3 GUID 01)))
+");
+        // uid 3 should have been in the complete line; uid 2 is expunged, uid 4 new.
+        assert_eq!(rp.notes.history_gaps, 1);
+    }
 }
