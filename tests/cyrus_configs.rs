@@ -44,6 +44,15 @@ fn users(c: &Path) -> Vec<String> {
     out
 }
 
+/// The userids `ctl_backups -j list` printed (concatenated JSON objects).
+fn ctl_backups_users(c: &Path) -> BTreeSet<String> {
+    let raw = std::fs::read(c.join("oracle/ctl_backups_list.json")).unwrap();
+    serde_json::Deserializer::from_slice(&raw)
+        .into_iter::<Value>()
+        .map(|v| v.unwrap()["userid"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// `cyr_backup dump message GUID`, or `None` when the tool had nothing.
 fn oracle_message(c: &Path, user: &str, guid: &str) -> Option<Vec<u8>> {
     let p = c.join(format!("oracle/{user}/messages/{guid}.eml.gz"));
@@ -271,6 +280,7 @@ fn check_corpus(name: &str) -> Outcome {
         top.remove(".control");
         let want: BTreeSet<String> = users(&c).into_iter().collect();
         assert_eq!(top, want, "{name}: accounts at the mount root");
+        assert_eq!(top, ctl_backups_users(&c), "{name}: ctl_backups -j list");
         for user in users(&c) {
             let t = json(&c.join(format!("oracle/{user}/truth.json")));
             let rounds = t["rounds"].as_array().unwrap();
@@ -589,7 +599,7 @@ fn sieve_and_seen_are_tolerated_and_reported() {
     assert_eq!(code, 0, "{err}");
     let line = |who: &str| {
         err.lines()
-            .find(|l| l.contains(who) && l.contains("does not show"))
+            .find(|l| l.contains(who) && l.contains("the mount does not show"))
             .unwrap_or_else(|| panic!("no report for {who}: {err}"))
             .to_string()
     };

@@ -720,16 +720,26 @@ fn compaction_problems(data: &Path, history_gaps: usize) -> Vec<String> {
 /// annotations (special-use, comments) and replaced mailboxes only a note.
 fn log_unshown(userid: &str, n: &replay::Notes) {
     let annotated = n.annotated_mailboxes.len();
-    if n.seen_states + n.sieve_lines > 0 {
-        log::warn!(
-            "{userid}: the backup holds what the mount does not show: {} sieve script \
-             line(s) (APPLY SIEVE/UNSIEVE), {} seen state(s) of other users' mailboxes \
-             (APPLY SEEN), annotations of {annotated} mailbox(es)",
-            n.sieve_lines,
-            n.seen_states,
-        );
+    let mut parts = Vec::new();
+    if n.sieve_lines > 0 {
+        parts.push(format!(
+            "{} sieve script line(s) (APPLY SIEVE/UNSIEVE)",
+            n.sieve_lines
+        ));
+    }
+    if n.seen_states > 0 {
+        parts.push(format!(
+            "{} seen state(s) of other users' mailboxes (APPLY SEEN)",
+            n.seen_states
+        ));
+    }
+    if !parts.is_empty() {
+        if annotated > 0 {
+            parts.push(format!("annotations of {annotated} mailbox(es)"));
+        }
+        log::warn!("{userid}: the mount does not show {}", parts.join(", "));
     } else if annotated > 0 {
-        log::info!("{userid}: annotations of {annotated} mailbox(es) are not shown");
+        log::info!("{userid}: the mount does not show annotations of {annotated} mailbox(es)");
     }
     if n.replaced_mailboxes > 0 {
         log::info!(
