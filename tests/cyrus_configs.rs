@@ -367,6 +367,13 @@ fn upstream_default_namespace_views_match_the_oracle() {
     assert_eq!(check_corpus("defaults"), Outcome::default());
 }
 
+/// `expunge_mode: immediate`: sync_client leaves expunged records out of
+/// a line without SINCE_MODSEQ; the SYNC_CRC says which went away.
+#[test]
+fn immediate_expunge_views_match_the_oracle() {
+    assert_eq!(check_corpus("expunge-immediate"), Outcome::default());
+}
+
 /// After `ctl_backups compact` (run after round 2): rounds 2 and 3 match,
 /// round 1 shows less (the tool rewrote its chunk: records updated later
 /// and the body of a message expunged later are gone), the pre-compaction
@@ -530,6 +537,7 @@ fn vanished_messages_are_in_deleted_at_their_sync() {
         "recreate",
         "recreate-delayed",
         "defaults",
+        "expunge-immediate",
     ] {
         let c = corpus(name);
         let idx = tempfile::tempdir().unwrap();

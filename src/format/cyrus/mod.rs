@@ -16,6 +16,7 @@ mod chunks;
 mod dlist;
 mod names;
 mod replay;
+mod synccrc;
 mod text;
 mod twoskip;
 
@@ -636,6 +637,9 @@ impl BackupReader for CyrusReader {
         if let Ok(data) = self.data_file(key) {
             problems.extend(compaction_problems(data, rp.notes.history_gaps));
         }
+        if let Some(p) = crc_problem(&rp.notes.crc_mismatches) {
+            problems.push(p);
+        }
         log_unshown(key, &rp.notes);
         Ok(Account {
             key: key.to_string(),
@@ -715,6 +719,22 @@ fn compaction_problems(data: &Path, history_gaps: usize) -> Vec<String> {
     out
 }
 
+/// The replayed state differed from the server's (`SYNC_CRC`) after some
+/// lines: views around them may show records the server no longer had, or
+/// miss some it had.
+fn crc_problem(mismatches: &[(i64, String)]) -> Option<String> {
+    let (ts, name) = mismatches.first()?;
+    let when = chrono::DateTime::from_timestamp(*ts, 0)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| ts.to_string());
+    Some(format!(
+        "{} mailbox state(s) differ from the server's (SYNC_CRC), the first {} at {when}: \
+         records are missing (ctl_backups compact) or were expunged unseen",
+        mismatches.len(),
+        names::display(name)
+    ))
+}
+
 /// Tolerated backup content the model does not show: sieve scripts and
 /// other users' seen state are user data, so they are a warning; mailbox
 /// annotations (special-use, comments) and replaced mailboxes only a note.
@@ -740,6 +760,12 @@ fn log_unshown(userid: &str, n: &replay::Notes) {
         log::warn!("{userid}: the mount does not show {}", parts.join(", "));
     } else if annotated > 0 {
         log::info!("{userid}: the mount does not show annotations of {annotated} mailbox(es)");
+    }
+    if n.inferred_expunges > 0 {
+        log::info!(
+            "{userid}: {} record(s) found expunged by the SYNC_CRC of a line that left them out",
+            n.inferred_expunges
+        );
     }
     if n.replaced_mailboxes > 0 {
         log::info!(

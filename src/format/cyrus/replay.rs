@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::dlist::{Line, Value};
 use super::names;
+use super::synccrc;
 use super::text::subject_of;
 use crate::model::{ItemId, ItemKind, ItemState, VIEW_ROOT};
 
@@ -37,6 +38,8 @@ struct Record {
     internaldate: i64,
     size: Option<u64>,
     expunged: bool,
+    /// Its term in the mailbox's `SYNC_CRC` (see `synccrc`).
+    crc: u32,
 }
 
 struct Mailbox {
@@ -65,6 +68,12 @@ pub struct Notes {
     pub sieve_lines: usize,
     /// Mailbox lines carrying mailbox `ANNOTATIONS` (special-use, comments).
     pub annotated_mailboxes: BTreeSet<String>,
+    /// Records found expunged by the `SYNC_CRC` difference of a line that
+    /// did not list them (`expunge_mode: immediate`).
+    pub inferred_expunges: usize,
+    /// Lines after which the replayed mailbox does not have the server's
+    /// `SYNC_CRC`: (line time, internal mailbox name).
+    pub crc_mismatches: Vec<(i64, String)>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -185,7 +194,7 @@ impl Replay {
         self.pending_ts = Some(line.ts);
         let v = &line.value;
         match line.name.as_str() {
-            "MAILBOX" => self.apply_mailbox(v),
+            "MAILBOX" => self.apply_mailbox(v, line.ts),
             "RENAME" => {
                 let (Some(old), Some(new)) = (
                     v.get("OLDMBOXNAME").and_then(Value::as_str),
@@ -273,14 +282,15 @@ impl Replay {
         }
     }
 
-    fn apply_mailbox(&mut self, v: &Value) {
+    fn apply_mailbox(&mut self, v: &Value, ts: i64) {
         let (Some(u), Some(name)) = (
             v.get("UNIQUEID").and_then(Value::as_str),
             v.get("MBOXNAME").and_then(Value::as_str),
         ) else {
             return;
         };
-        if !self.mailboxes.contains_key(&u) {
+        let is_new = !self.mailboxes.contains_key(&u);
+        if is_new {
             let fid = self.folder_id(FolderKey::Mailbox(u.clone()));
             self.mailboxes.insert(
                 u.clone(),
@@ -311,8 +321,9 @@ impl Replay {
             mb.unmailboxed = false;
             self.dirty_tree = true;
         }
-        self.byname.insert(name, u.clone());
+        self.byname.insert(name.clone(), u.clone());
         let mut new_records = Vec::new();
+        let mut listed = BTreeSet::new();
         for r in v.get("RECORD").map(Value::items).unwrap_or(&[]) {
             let Some(uid) = r
                 .get("UID")
@@ -337,15 +348,31 @@ impl Replay {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_ascii_lowercase();
+            let internaldate = r.get("INTERNALDATE").and_then(Value::as_i64).unwrap_or(0);
+            let num = |k: &str| r.get(k).and_then(Value::as_i64).unwrap_or(0);
+            let crc = if expunged {
+                0
+            } else {
+                synccrc::record_crc(
+                    uid,
+                    u64::try_from(num("MODSEQ")).unwrap_or(0),
+                    num("LAST_UPDATED"),
+                    &flags,
+                    internaldate,
+                    &guid,
+                )
+            };
+            listed.insert(uid);
             let rec = Record {
                 guid,
                 flags,
-                internaldate: r.get("INTERNALDATE").and_then(Value::as_i64).unwrap_or(0),
+                internaldate,
                 size: r
                     .get("SIZE")
                     .and_then(Value::as_i64)
                     .and_then(|n| u64::try_from(n).ok()),
                 expunged,
+                crc,
             };
             match mb.records.get_mut(&uid) {
                 Some(old) => {
@@ -364,13 +391,74 @@ impl Replay {
             }
             self.dirty_records.insert((u.clone(), uid));
         }
-        if !partial {
-            mb.full_last_uid = mb.full_last_uid.max(last_uid);
+        // Only the first line of a mailbox lists all its records; later
+        // lines without SINCE_MODSEQ list only what changed, too.
+        if is_new && !partial {
+            mb.full_last_uid = last_uid;
         }
         for uid in new_records {
             let id = self.alloc();
             self.record_ids.insert((u.clone(), uid), id);
         }
+        self.check_crc(&u, &name, v, ts, is_new && !partial, &listed);
+    }
+
+    /// Compare the replayed mailbox with the line's `SYNC_CRC`. A later
+    /// line without `SINCE_MODSEQ` may leave out records the server
+    /// expunged at once (`expunge_mode: immediate`): when exactly one set
+    /// of unlisted records explains the difference, they are expunged at
+    /// this line. Any other difference is a mismatch, reported.
+    fn check_crc(
+        &mut self,
+        u: &str,
+        name: &str,
+        v: &Value,
+        ts: i64,
+        complete: bool,
+        listed: &BTreeSet<u32>,
+    ) {
+        // Batched partial lines send SYNC_CRC 0 and no SYNC_CRC_ANNOT.
+        if v.get("SYNC_CRC_ANNOT").is_none() {
+            return;
+        }
+        let Some(want) = v
+            .get("SYNC_CRC")
+            .and_then(Value::as_i64)
+            .and_then(|n| u32::try_from(n).ok())
+        else {
+            return;
+        };
+        let Some(mb) = self.mailboxes.get_mut(u) else {
+            return;
+        };
+        let have = mb
+            .records
+            .values()
+            .filter(|r| !r.expunged)
+            .fold(0, |acc, r| acc ^ r.crc);
+        if have == want {
+            return;
+        }
+        if !complete && v.get("SINCE_MODSEQ").is_none() {
+            let cands: Vec<u32> = mb
+                .records
+                .iter()
+                .filter(|(uid, r)| !r.expunged && !listed.contains(uid))
+                .map(|(uid, _)| *uid)
+                .collect();
+            let crcs: Vec<u32> = cands.iter().map(|uid| mb.records[uid].crc).collect();
+            if let Some(gone) = synccrc::solve(have ^ want, &crcs) {
+                for i in gone {
+                    if let Some(r) = mb.records.get_mut(&cands[i]) {
+                        r.expunged = true;
+                        self.dirty_records.insert((u.to_string(), cands[i]));
+                        self.notes.inferred_expunges += 1;
+                    }
+                }
+                return;
+            }
+        }
+        self.notes.crc_mismatches.push((ts, name.to_string()));
     }
 
     /// Whether a mailbox is live (not unmailboxed or replaced, not renamed
