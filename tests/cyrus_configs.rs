@@ -374,6 +374,14 @@ fn immediate_expunge_views_match_the_oracle() {
     assert_eq!(check_corpus("expunge-immediate"), Outcome::default());
 }
 
+/// A shared mailbox (`shared.News`, synced with `sync_client -m`) is in
+/// the backup of the pseudo-user `%SHARED`: an account of its own, its
+/// folders at the top.
+#[test]
+fn shared_mailbox_views_match_the_oracle() {
+    assert_eq!(check_corpus("shared"), Outcome::default());
+}
+
 /// After `ctl_backups compact` (run after round 2): rounds 2 and 3 match,
 /// round 1 shows less (the tool rewrote its chunk: records updated later
 /// and the body of a message expunged later are gone), the pre-compaction
