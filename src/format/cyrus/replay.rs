@@ -6,7 +6,6 @@
 //! Changes are collected per timestamp and turned into states when the
 //! timestamp moves on, so the transient tree in the middle of a subtree
 //! rename (one `RENAME` per mailbox) never shows up as a state.
-
 //!
 //! Every map that is iterated is ordered (`BTreeMap`), so the states, and
 //! the ids handed out, are a pure function of the data file.
@@ -48,7 +47,8 @@ struct Mailbox {
     unmailboxed: bool,
     records: BTreeMap<u32, Record>,
     folder_id: ItemId,
-    /// The highest `LAST_UID` of a complete (no `SINCE_MODSEQ`) line.
+    /// `LAST_UID` of the mailbox's first line, when it was complete (no
+    /// `SINCE_MODSEQ`): every record up to it was listed there.
     full_last_uid: Option<u32>,
 }
 
@@ -504,8 +504,8 @@ impl Replay {
         }
         // Every folder node needed: live mailboxes and their ancestors.
         let mut nodes: BTreeMap<String, ItemId> = live.clone();
-        let names: Vec<String> = live.keys().cloned().collect();
-        for name in names {
+        let live_names: Vec<String> = live.keys().cloned().collect();
+        for name in live_names {
             let mut cur = names::parent(&name).map(str::to_string);
             while let Some(p) = cur {
                 if !nodes.contains_key(&p) {
