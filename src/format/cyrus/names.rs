@@ -7,6 +7,11 @@
 //! part of a userid or folder name (`unixhierarchysep: yes`) is stored as
 //! `^` (`user.john^smith.v1^2`). Folder parts are IMAP modified UTF-7.
 //! Delayed-deleted mailboxes are `[<domain>!]DELETED.<name>.<hex time>`.
+//!
+//! `^` is always read as `.`: with `unixhierarchysep: no` Cyrus 3.6 also
+//! accepts a literal `^` in a folder name and stores it as it is
+//! (`user.pat.a^b`), which then shows as `a.b`. The backup does not say
+//! which setting wrote it; `yes` is the upstream default since Cyrus 3.0.
 
 use super::text::decode_mutf7;
 
