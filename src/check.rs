@@ -73,6 +73,9 @@ pub struct Orphan {
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub format: String,
+    /// Problems of the backup as a whole (an unreadable account list, an
+    /// account without a usable data file, duplicate entries).
+    pub backup_problems: Vec<String>,
     pub accounts: Vec<AccountReport>,
     /// Whether orphans were looked for (all accounts checked, and the format
     /// can list its blobs).
@@ -101,6 +104,9 @@ impl Report {
     /// The human-readable report.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
+        for p in &self.backup_problems {
+            out.push_str(&format!("backup: {p}\n"));
+        }
         for a in &self.accounts {
             if a.problems.is_empty() {
                 out.push_str(&format!(
@@ -452,9 +458,13 @@ pub fn run(reader: &dyn BackupReader, opts: &CheckOptions) -> Result<Report> {
     for a in &mut accounts {
         a.problems.sort();
     }
-    let problems = accounts.iter().map(|a| a.problems.len()).sum::<usize>() + orphans.len();
+    let backup_problems = reader.problems();
+    let problems = accounts.iter().map(|a| a.problems.len()).sum::<usize>()
+        + orphans.len()
+        + backup_problems.len();
     Ok(Report {
         format: reader.format_name().to_string(),
+        backup_problems,
         accounts,
         orphans_checked,
         orphans,
