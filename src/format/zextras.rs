@@ -830,7 +830,7 @@ fn worker_count() -> usize {
 /// A streaming gzip decoder (one or more members) that reports every kind of
 /// damage as an `InvalidData` error naming `path`, after handing out all the
 /// bytes that decompressed before it.
-struct GzipStream<R> {
+pub(crate) struct GzipStream<R> {
     inner: R,
     path: PathBuf,
     z: Decompress,
@@ -853,7 +853,7 @@ fn data_err(msg: String) -> io::Error {
 }
 
 impl<R: BufRead> GzipStream<R> {
-    fn new(inner: R, path: PathBuf) -> Self {
+    pub(crate) fn new(inner: R, path: PathBuf) -> Self {
         GzipStream {
             inner,
             path,
