@@ -765,10 +765,17 @@ impl BackupReader for ZimbraClassicReader {
             });
         }
         let mut problems = Vec::new();
-        let mut stored = |copy: Copy| {
+        // A 0-byte account copy is a placeholder for a shared blob, no blob.
+        let mut stored = |name: &str, copy: Copy, len: u64, shared: bool| {
             let loc = blobs::encode(&[copy]);
-            if !refd.contains(&loc) {
-                out.entry(loc).or_insert(None);
+            if (shared || len > 0) && !refd.contains(&loc) {
+                let base = name.rsplit('/').next().unwrap_or(name);
+                let shown = if shared {
+                    blobs::shared_digest(name)
+                } else {
+                    Some(base.to_string())
+                };
+                out.entry(loc).or_insert(shown);
             }
         };
         for (_, acct) in scan.accounts.iter() {
@@ -777,7 +784,7 @@ impl BackupReader for ZimbraClassicReader {
                     &self.dir,
                     &d.rel.join("blobs"),
                     &mut problems,
-                    &mut |_, c, _| stored(c),
+                    &mut |n, c, l| stored(n, c, l, false),
                 );
             }
         }
@@ -786,7 +793,7 @@ impl BackupReader for ZimbraClassicReader {
                 &self.dir,
                 &s.rel.join("shared_blobs"),
                 &mut problems,
-                &mut |_, c, _| stored(c),
+                &mut |n, c, l| stored(n, c, l, true),
             );
         }
         Some(
