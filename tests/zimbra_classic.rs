@@ -344,3 +344,143 @@ fn check_get_item_and_accounts_work_on_it() {
     }
     assert!(out.contains(&format!("{BOB}~")), "{out}");
 }
+
+/// One `write(2)` of `line` to `.control/restore`; the new job's status
+/// once it is finished.
+fn restore_via_control(m: &Mount, line: &str) -> String {
+    use std::io::Write;
+    let control = m.join(".control");
+    let jobs = |c: &Path| -> BTreeSet<String> { names(&c.join("jobs")) };
+    let before = jobs(&control);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(control.join("restore"))
+        .unwrap();
+    f.write_all(format!("{line}\n").as_bytes())
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
+    drop(f);
+    let after = jobs(&control);
+    let id = after.difference(&before).next().expect("a new job").clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let text = std::fs::read_to_string(control.join("jobs").join(&id)).unwrap_or_default();
+        let state = text
+            .lines()
+            .find_map(|l| l.strip_prefix("state: "))
+            .unwrap_or("");
+        if matches!(state, "done" | "failed" | "stopped") {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {id} hangs:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn report_number(status: &str, what: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(what))
+        .unwrap_or_else(|| panic!("no {what} in {status}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn account_restore_at_a_date_lands_in_dovecot() {
+    use mailbackfs::restore::target::imap::imap_date;
+    use support::dovecot::{chown_for_mail, Dovecot};
+    let dc = Dovecot::start();
+    let t = target();
+    let m = Mount::start(&t.backup, &t.index, &[]);
+    let root = dc.dir().join("alice-0303");
+    let status = restore_via_control(
+        &m,
+        &format!("account {ALICE} 2024-03-03 to=maildir:{}", root.display()),
+    );
+    // As the snapshot of 03-03 had it: messages that read (306 and 307 are
+    // broken), in their folders (renamed, nested), with flags and dates.
+    let alice = t.truth.account(ALICE);
+    let (_, snap) = &alice.snapshots[1];
+    let mut want: BTreeMap<String, Vec<(Vec<u8>, BTreeSet<String>, i64)>> = BTreeMap::new();
+    let mut broken = 0;
+    for (id, msg) in &snap.items {
+        if msg.kind != 5 {
+            continue;
+        }
+        if *id == 306 || *id == 307 {
+            broken += 1;
+            continue;
+        }
+        let path = snap.path(msg.folder).unwrap();
+        let mut parts: Vec<&str> = path.split('/').collect();
+        if parts[0] == "Inbox" {
+            parts[0] = "INBOX";
+        }
+        let mut flags: BTreeSet<String> = BTreeSet::new();
+        if !msg.unread {
+            flags.insert("\\Seen".into());
+        }
+        for (bit, w) in [(4, "\\Answered"), (32, "\\Flagged")] {
+            if msg.flags & bit != 0 {
+                flags.insert(w.into());
+            }
+        }
+        want.entry(parts.join("."))
+            .or_default()
+            .push((msg.bytes.clone(), flags, msg.date));
+    }
+    let total: usize = want.values().map(Vec::len).sum();
+    assert_eq!(
+        report_number(&status, "Restored Items:"),
+        total as u64,
+        "{status}"
+    );
+    assert_eq!(
+        report_number(&status, "Unrestored Items:"),
+        broken,
+        "{status}"
+    );
+    chown_for_mail(&root);
+    dc.add_user("alice", "pw", Some(&format!("maildir:{}", root.display())));
+    let mut c = dc.client("alice", "pw");
+    let mut got_total = 0;
+    for mb in c.list().unwrap() {
+        if mb
+            .attributes
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case("\\Noselect"))
+        {
+            continue;
+        }
+        c.select(&mb.raw_name).unwrap();
+        let msgs = c.fetch_all().unwrap();
+        got_total += msgs.len();
+        if msgs.is_empty() {
+            continue;
+        }
+        let w = want
+            .get(&mb.name)
+            .unwrap_or_else(|| panic!("unexpected mailbox {} (want {:?})", mb.name, want.keys()));
+        assert_eq!(msgs.len(), w.len(), "{}", mb.name);
+        for (bytes, flags, date) in w {
+            let got = msgs
+                .iter()
+                .find(|g| &g.body == bytes)
+                .unwrap_or_else(|| panic!("a message missing from {}", mb.name));
+            let got_flags: BTreeSet<String> = got
+                .flags
+                .iter()
+                .filter(|f| *f != "\\Recent")
+                .cloned()
+                .collect();
+            assert_eq!(&got_flags, flags, "{}", mb.name);
+            assert_eq!(got.internal_date, imap_date(date * 1000), "{}", mb.name);
+        }
+    }
+    assert_eq!(got_total, total);
+}
