@@ -390,6 +390,9 @@ fn report_number(status: &str, what: &str) -> u64 {
         .unwrap()
 }
 
+/// A restored message: bytes, flags, date (seconds).
+type Expected = (Vec<u8>, BTreeSet<String>, i64);
+
 #[test]
 fn account_restore_at_a_date_lands_in_dovecot() {
     use mailbackfs::restore::target::imap::imap_date;
@@ -406,7 +409,7 @@ fn account_restore_at_a_date_lands_in_dovecot() {
     // broken), in their folders (renamed, nested), with flags and dates.
     let alice = t.truth.account(ALICE);
     let (_, snap) = &alice.snapshots[1];
-    let mut want: BTreeMap<String, Vec<(Vec<u8>, BTreeSet<String>, i64)>> = BTreeMap::new();
+    let mut want: BTreeMap<String, Vec<Expected>> = BTreeMap::new();
     let mut broken = 0;
     for (id, msg) in &snap.items {
         if msg.kind != 5 {
