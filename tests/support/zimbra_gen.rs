@@ -115,6 +115,8 @@ pub struct Msg {
     pub mod_metadata: i64,
     /// Contact fields (kind 6).
     pub fields: Vec<(String, String)>,
+    /// A wrong `size` column (the bytes win).
+    pub size_column: Option<i64>,
 }
 
 impl Msg {
@@ -159,7 +161,15 @@ impl Mailbox {
                 parts.reverse();
                 return Some(parts.join("/"));
             }
-            let f = self.folders.get(&cur)?;
+            let Some(f) = self.folders.get(&cur) else {
+                // A missing folder is shown as unknown_<id> at the root.
+                if cur == 11 {
+                    return None;
+                }
+                parts.push(format!("unknown_{cur}"));
+                parts.reverse();
+                return Some(parts.join("/"));
+            };
             parts.push(f.name.clone());
             cur = f.parent;
         }
@@ -180,6 +190,8 @@ pub struct FileTruth {
     pub tags: BTreeSet<String>,
     /// Contact: lines the vCard holds.
     pub vcf_has: Vec<String>,
+    /// `blob_digest` of a message.
+    pub digest: Option<String>,
 }
 
 /// A view: its folder paths and, per folder path, its files.
@@ -304,7 +316,9 @@ fn row(mbox: &Mailbox, mailbox_id: i64, id: i64, cols: &[&str]) -> Vec<u8> {
             ("folder_id", _, Some(m)) => num(m.folder),
             ("name", Some(f), _) => quote(f.name.as_bytes()),
             ("date", _, Some(m)) => num(m.date),
-            ("size", _, Some(m)) if m.kind != 6 => num(m.bytes.len() as i64),
+            ("size", _, Some(m)) if m.kind != 6 => {
+                num(m.size_column.unwrap_or(m.bytes.len() as i64))
+            }
             ("blob_digest", _, Some(m)) if m.kind != 6 => quote(digest(&m.bytes).as_bytes()),
             ("unread", _, Some(m)) => num(i64::from(m.unread)),
             ("flags", _, Some(m)) => num(m.flags),
@@ -537,6 +551,7 @@ fn msg(id: i64, folder: i64, subject: &str) -> Msg {
         modc: 1,
         mod_metadata: 10,
         fields: Vec::new(),
+        size_column: None,
     }
 }
 
@@ -652,6 +667,15 @@ pub fn write(root: &Path) -> Truth {
         m.tags = vec!["Work".into()];
     }
     a2.items.insert(308, msg(308, 2, "Nouveau message"));
+    a2.items.insert(309, msg(309, 5, "Only in a shared zip"));
+    a2.items.insert(
+        310,
+        Msg {
+            size_column: Some(5),
+            ..msg(310, 2, "Size says five")
+        },
+    );
+    a2.items.insert(311, msg(311, 2, "A link, not followed"));
     let mut a3 = a2.clone();
     a3.items.insert(302, Msg { folder: 2, ..a302 });
     a3.items.remove(&308);
@@ -686,6 +710,8 @@ pub fn write(root: &Path) -> Truth {
         },
     );
     c2.items.insert(601, msg(601, 262, "Carol two"));
+    // In a folder that no row has.
+    c2.items.insert(602, msg(602, 9999, "Lost folder"));
 
     // ---- sessions
     let ps1 = p(&s1);
@@ -795,6 +821,16 @@ pub fn write(root: &Path) -> Truth {
         &a2.items[&301],
         Store::Zip("blobs-1.zip", false),
     );
+    w.blob(&ps3, ALICE_ID, 310, &a2.items[&310], Store::PlainGz);
+    let d309 = digest(&a2.items[&309].bytes);
+    w.zips
+        .entry(ps3.join("shared_blobs/shared-1.zip"))
+        .or_default()
+        .push((d309, a2.items[&309].bytes.clone(), true));
+    // 311's only copy is a link to a file outside the target.
+    let link = root.join(ps3.join(acct_rel(ALICE_ID)).join("blobs/3/311-1.msg"));
+    fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
     let mut d = dump(2, all.clone(), None);
     d.malformed.push(501);
     // A bad line of an item that has no other line.
@@ -838,8 +874,28 @@ pub fn write(root: &Path) -> Truth {
     w.dump(&ps5, ALICE_ID, &a3, &dump(1, all.clone(), Some(true)));
     w.meta(&ps5, CAROL_ID, CAROL, 3);
     w.ldap(&ps5, CAROL_ID, CAROL, "active");
-    w.dump(&ps5, CAROL_ID, &c2, &dump(3, all.clone(), None));
-    w.blob(&ps5, CAROL_ID, 601, &c2.items[&601], Store::PlainGz);
+    // Loses to the incremental of the same instant (a later name).
+    let mut c_lose = c1.clone();
+    c_lose.items.insert(699, msg(699, 2, "Loser"));
+    w.dump(&ps5, CAROL_ID, &c_lose, &dump(3, all.clone(), None));
+    let s5b = format!("incr-{}", &s5[5..]);
+    let ps5b = p(&s5b);
+    // A session.xml that does not parse still makes a session.
+    w.put(ps5b.join("session.xml"), b"<backupSet label=\"x\" <<<");
+    w.meta(&ps5b, CAROL_ID, CAROL, 3);
+    w.dump(&ps5b, CAROL_ID, &c2, &dump(3, all.clone(), None));
+    w.blob(&ps5b, CAROL_ID, 601, &c2.items[&601], Store::PlainGz);
+    w.blob(&ps5b, CAROL_ID, 602, &c2.items[&602], Store::Plain);
+    // Bob in the auto-grouped session, with a schema that has no id column:
+    // no snapshot, and no deletion.
+    w.meta(&ps5, BOB_ID, BOB, 2);
+    let no_id: Vec<&str> = all.iter().copied().filter(|c| *c != "id").collect();
+    w.dump(
+        &ps5,
+        BOB_ID,
+        &Mailbox::default(),
+        &dump(2, no_id, Some(true)),
+    );
     let redo5 = format!("sessions/{s5}/redologs/redo-20240305.100000.000-seq2.log");
     w.redolog(&redo5, t(3) + 5000, t(4) - 5000);
 
@@ -879,8 +935,12 @@ pub fn write(root: &Path) -> Truth {
     w.finish_zips();
 
     // ---- truth
-    let broken: BTreeMap<i64, &'static str> =
-        [(306, "missing blob"), (307, "truncated gzip")].into();
+    let broken: BTreeMap<i64, &'static str> = [
+        (306, "missing blob"),
+        (307, "truncated gzip"),
+        (311, "missing blob"),
+    ]
+    .into();
     let alice = account_truth(
         ALICE,
         ALICE_ID,
@@ -954,6 +1014,9 @@ fn tree_of(mb: &Mailbox, broken: &BTreeMap<i64, &'static str>) -> Tree {
     }
     for (id, m) in &mb.items {
         let Some(p) = mb.path(m.folder) else { continue };
+        if p.starts_with("unknown_") {
+            t.folders.insert(p.clone());
+        }
         t.files
             .entry(p)
             .or_default()
@@ -995,6 +1058,7 @@ fn file_truth(id: i64, m: &Msg, broken: &BTreeMap<i64, &'static str>) -> FileTru
             .filter(|(k, _)| k == "email")
             .map(|(_, v)| format!("EMAIL:{v}"))
             .collect(),
+        digest: (!contact).then(|| digest(&m.bytes)),
     }
 }
 
