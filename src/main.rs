@@ -293,7 +293,10 @@ fn restore(backup: &BackupArgs, requests: &[String]) -> ExitCode {
                 hooks.0.finish_and_clear();
                 print!("{}", run.report.render());
                 println!();
-                all_restored &= run.report.unrestored.is_empty();
+                if let Some(e) = &run.error {
+                    eprintln!("mailbackfs: {line}: {e}");
+                }
+                all_restored &= run.report.unrestored.is_empty() && run.error.is_none();
             }
             Err(e) => {
                 hooks.0.abandon();
@@ -326,6 +329,7 @@ impl mailbackfs::restore::engine::RunHooks for BarHooks {
     fn item_done(
         &mut self,
         _key: &str,
+        _digest: Option<&str>,
         _outcome: &mailbackfs::restore::engine::ItemOutcome,
     ) -> Result<()> {
         self.0.inc(1);

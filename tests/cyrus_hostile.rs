@@ -285,6 +285,23 @@ fn index_trigger_is_refused() {
 }
 
 #[test]
+fn index_expensive_generated_column_is_cut_short() {
+    hostile_index(
+        |idx| {
+            sql(
+                idx,
+                "ALTER TABLE message RENAME TO message_real;
+                 CREATE TABLE message (id INTEGER PRIMARY KEY, chunk_id, offset, size,
+                   guid AS (hex(zeroblob(100000000))));
+                 INSERT INTO message (id, chunk_id, offset, size)
+                   SELECT id, chunk_id, offset, size FROM message_real;",
+            )
+        },
+        "too big",
+    );
+}
+
+#[test]
 fn data_file_link_is_refused_and_reported() {
     let dir = copy_backup();
     let alice = data_file(dir.path(), "alice");

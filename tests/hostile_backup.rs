@@ -380,3 +380,76 @@ fn check_and_get_item_refuse_hostile_files_and_end() {
         assert!(out.len() < 1 << 20, "{id}: an endless stream dumped");
     }
 }
+
+#[test]
+fn check_escapes_non_printable_bytes() {
+    let s = support::sample();
+    let info = s
+        .backup
+        .join("accounts")
+        .join(SAMPLE_JOHN)
+        .join("account_info");
+    let text = std::fs::read_to_string(&info).unwrap();
+    let text = text.replace("john@example.com", "john\\u001b[2J\\u0007@example.com");
+    assert!(text.contains("\\u001b"), "the name was replaced");
+    std::fs::write(&info, text).unwrap();
+    // An orphan blob whose name sets the terminal title.
+    let odd = s.backup.join("items/zz");
+    std::fs::create_dir_all(&odd).unwrap();
+    std::fs::write(
+        odd.join("zz\x1b]0;pwned\x07\nclean: 0 problem(s)"),
+        gzip(b"x"),
+    )
+    .unwrap();
+    let (code, out, _) = cli_bounded(&["check", s.backup.to_str().unwrap()], LIMIT);
+    assert_eq!(code, 1, "the orphan is a problem");
+    for bad in [0x1bu8, 0x07] {
+        assert!(!out.contains(&bad), "raw byte {bad:#x} printed");
+    }
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("john\\x1b[2J\\x07@example.com"), "{out}");
+    assert!(out.contains("\\x1b]0;pwned\\x07\\x0aclean"), "{out}");
+    assert!(!out.lines().any(|l| l.starts_with("clean: 0")), "{out}");
+}
+
+#[test]
+fn a_size_mismatch_is_logged_once_by_the_mount() {
+    let s = support::sample();
+    let content = b"From: a@example.com\r\nSubject: longer than claimed\r\n\r\nbody body body\r\n";
+    let d = blob_digest(content);
+    std::fs::create_dir_all(blob_path(&s.backup, &d).parent().unwrap()).unwrap();
+    std::fs::write(blob_path(&s.backup, &d), gzip(content)).unwrap();
+    let id = 9201;
+    write_meta(&s.backup, id, &d, 7);
+    let log = s.dir.path().join("mount.log");
+    {
+        let m = Mount::start_logging(&s.backup, &s.index, &[], Some(&log));
+        let inbox = m.join("john@example.com/latest/Inbox");
+        let history = m.join(&format!("john@example.com/history/{id}"));
+        let mut paths = named(&inbox, id);
+        let ls = bounded("ls", &[&"-1", &history]);
+        for n in String::from_utf8_lossy(&ls.stdout).lines() {
+            paths.push(history.join(n));
+        }
+        assert!(paths.len() >= 2, "{paths:?}");
+        for _ in 0..3 {
+            for p in &paths {
+                let out = bounded("cat", &[p]);
+                if !p.to_string_lossy().ends_with(".salvaged") {
+                    assert_eq!(out.stdout, content, "{}", p.display());
+                }
+            }
+        }
+    }
+    let log = std::fs::read_to_string(&log).unwrap();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&d) && l.contains("size"))
+        .collect();
+    assert_eq!(said.len(), 1, "logged once: {log}");
+    assert!(
+        said[0].contains('7') && said[0].contains(&content.len().to_string()),
+        "{}",
+        said[0]
+    );
+}

@@ -16,7 +16,7 @@
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +51,11 @@ pub struct DirEntry {
 /// Set when the kernel (or a seccomp filter) refuses `openat2`: opening
 /// then walks the path one `O_NOFOLLOW` component at a time.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Tests: take the fallback path on this thread.
+    static WALK_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 fn refused(what: &str, path: &Path, why: &str) -> io::Error {
     io::Error::other(format!("{what}: {} ({why})", path.display()))
@@ -138,6 +143,9 @@ impl BackupRoot {
         if comps.is_empty() {
             return rustix::fs::openat(&self.dir, c".", flags, Mode::empty()).map_err(Into::into);
         }
+        if cfg!(test) && WALK_ONLY.with(|w| w.get()) {
+            return self.open_walk(&comps, flags);
+        }
         if !NO_OPENAT2.load(Ordering::Relaxed) {
             let rel: PathBuf = comps.iter().collect();
             match rustix::fs::openat2(
@@ -156,22 +164,39 @@ impl BackupRoot {
                 r => return r.map_err(Into::into),
             }
         }
-        // Without openat2: every directory on the way, then the file, with
-        // O_NOFOLLOW.
+        self.open_walk(&comps, flags)
+    }
+
+    /// Without openat2: every directory on the way, then the file, opened
+    /// with O_NOFOLLOW.
+    fn open_walk(&self, comps: &[&std::ffi::OsStr], flags: OFlags) -> io::Result<OwnedFd> {
+        // O_NOFOLLOW on a link gives ELOOP, or ENOTDIR with O_DIRECTORY:
+        // the latter is told apart from a real non-directory, as openat2
+        // tells them apart.
+        let open = |at: BorrowedFd<'_>, name: &std::ffi::OsStr, flags: OFlags| {
+            rustix::fs::openat(at, name, flags | OFlags::NOFOLLOW, Mode::empty()).map_err(|e| {
+                let link = e == rustix::io::Errno::NOTDIR
+                    && rustix::fs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Symlink);
+                if link {
+                    io::Error::from_raw_os_error(libc::ELOOP)
+                } else {
+                    io::Error::from(e)
+                }
+            })
+        };
         let (last, dirs) = comps.split_last().expect("not empty");
         let mut cur: Option<OwnedFd> = None;
         for d in dirs {
             let at = cur.as_ref().map_or(self.dir.as_fd(), |f| f.as_fd());
-            let next = rustix::fs::openat(
+            cur = Some(open(
                 at,
-                *d,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            cur = Some(next);
+                d,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            )?);
         }
         let at = cur.as_ref().map_or(self.dir.as_fd(), |f| f.as_fd());
-        rustix::fs::openat(at, *last, flags | OFlags::NOFOLLOW, Mode::empty()).map_err(Into::into)
+        open(at, last, flags)
     }
 
     /// Maps "a symbolic link was on the way" to a refusal naming `what`.
@@ -345,6 +370,16 @@ mod tests {
 
     #[test]
     fn regular_files_open_and_nothing_else() {
+        regular_files_only(false);
+    }
+
+    #[test]
+    fn regular_files_open_and_nothing_else_without_openat2() {
+        regular_files_only(true);
+    }
+
+    fn regular_files_only(walk: bool) {
+        WALK_ONLY.with(|w| w.set(walk));
         let (t, r) = root();
         let mut s = String::new();
         r.open_file("items/ab/blob")

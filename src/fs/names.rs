@@ -21,6 +21,13 @@ pub fn cut_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// `name` followed by `suffix` (a `~<id>` that tells siblings apart), the
+/// name cut so that the suffix always fits in [`NAME_MAX`] bytes: cutting
+/// the suffix instead would give two siblings one name again.
+pub fn with_suffix(name: &str, suffix: &str) -> String {
+    format!("{}{suffix}", cut_utf8(name, NAME_MAX - suffix.len()))
+}
+
 fn is_forbidden(c: char) -> bool {
     c == '/' || c == '\0' || c.is_control()
 }
@@ -249,6 +256,17 @@ mod tests {
         assert_eq!(item_file_name(&r), "295-unnamed.pdf");
         let r = row(ItemKind::Document, None, None);
         assert_eq!(item_file_name(&r), "295-unnamed");
+    }
+
+    #[test]
+    fn suffixes_survive_the_length_cut() {
+        let long = "x".repeat(300);
+        let first = sanitize_component(&long, "5");
+        let second = with_suffix(&first, "~261");
+        assert_eq!(second.len(), NAME_MAX);
+        assert!(second.ends_with("~261") && second != first);
+        let e = with_suffix(&"é".repeat(127), "~7");
+        assert!(e.len() <= NAME_MAX && e.ends_with("é~7"));
     }
 
     #[test]

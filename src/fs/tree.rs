@@ -4,13 +4,16 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::catalog::StateRow;
-use crate::fs::names::sanitize_component;
+use crate::fs::names::{sanitize_component, with_suffix};
 use crate::model::{ItemId, Millis, MAILBOX_ROOT, VIEW_ROOT};
 use crate::timeline::valid_at;
 
 /// Every recorded state of every folder of one account.
 pub struct FolderTimeline {
     states: HashMap<ItemId, Vec<StateRow>>,
+    /// Folders by every name they ever had (as shown): the only ones that
+    /// can ever be siblings with one name.
+    by_name: HashMap<String, Vec<ItemId>>,
 }
 
 /// A folder as it is at one instant.
@@ -22,10 +25,16 @@ struct FolderAt<'a> {
 impl FolderTimeline {
     pub fn new(rows: Vec<StateRow>) -> FolderTimeline {
         let mut states: HashMap<ItemId, Vec<StateRow>> = HashMap::new();
+        let mut by_name: HashMap<String, Vec<ItemId>> = HashMap::new();
         for r in rows {
+            let name = sanitize_component(r.name.as_deref().unwrap_or(""), &r.item_id.to_string());
+            let ids = by_name.entry(name).or_default();
+            if !ids.contains(&r.item_id) {
+                ids.push(r.item_id);
+            }
             states.entry(r.item_id).or_default().push(r);
         }
-        FolderTimeline { states }
+        FolderTimeline { states, by_name }
     }
 
     fn at(&self, id: ItemId, t: Millis) -> Option<FolderAt<'_>> {
@@ -81,18 +90,36 @@ impl FolderTimeline {
             Some(Placement::Root(chain)) => chain
                 .into_iter()
                 .chain([id])
-                .map(|f| self.display_name(f, t))
+                .map(|f| self.shown_name(f, t))
                 .collect(),
             Some(Placement::Unknown(u, _)) if u == id => vec![unknown_name(id)],
             Some(Placement::Unknown(u, chain)) => std::iter::once(unknown_name(u))
-                .chain(
-                    chain
-                        .into_iter()
-                        .chain([id])
-                        .map(|f| self.display_name(f, t)),
-                )
+                .chain(chain.into_iter().chain([id]).map(|f| self.shown_name(f, t)))
                 .collect(),
             None => vec![unknown_name(id)],
+        }
+    }
+
+    /// The name folder `id` has in the view at `t`: its display name, with
+    /// `~<id>` when a sibling with a lower id has that name (as in
+    /// [`ViewTree::build`]).
+    fn shown_name(&self, id: ItemId, t: Millis) -> String {
+        let name = self.display_name(id, t);
+        let Some(parent) = self.at(id, t).map(|f| f.parent.unwrap_or(VIEW_ROOT)) else {
+            return name;
+        };
+        let taken = self.by_name.get(&name).into_iter().flatten().any(|&o| {
+            o < id
+                && self
+                    .at(o, t)
+                    .is_some_and(|f| f.parent.unwrap_or(VIEW_ROOT) == parent)
+                && self.display_name(o, t) == name
+                && self.placement(o, t).is_some()
+        });
+        if taken {
+            with_suffix(&name, &format!("~{id}"))
+        } else {
+            name
         }
     }
 
@@ -265,7 +292,7 @@ impl ViewTree {
             let names = tree.children.entry(parent).or_default();
             for (id, name) in entries {
                 let unique = if names.contains_key(&name) {
-                    sanitize_component(&format!("{name}~{id}"), &id.to_string())
+                    with_suffix(&name, &format!("~{id}"))
                 } else {
                     name
                 };

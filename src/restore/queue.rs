@@ -9,8 +9,10 @@
 //! fsynced as each item completes. When the daemon starts again, a job that
 //! was queued or running is run again from the start of its plan: items
 //! its journal names are counted, not sent again, and an item sent just
-//! before a crash but not yet journaled is recognised by the target
-//! (Message-ID or digest) and skipped, so nothing is restored twice.
+//! before a crash but not yet journaled is recognised by the target (by
+//! its bytes, see the module `target`) and skipped, so nothing is restored
+//! twice. Journal lines carry the item's content digest, so items with the
+//! same bytes are numbered as copies alike on every run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -26,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::private;
 use crate::control::request::Request;
 use crate::model::Millis;
-use crate::restore::engine::{self, ItemOutcome, Report, RestoreSource, RunHooks};
+use crate::restore::cancel::Cancel;
+use crate::restore::engine::{self, DoneItem, ItemOutcome, Report, RestoreSource, RunHooks};
 use crate::timeline::format_instant;
 
 /// Where a job is in its life.
@@ -177,6 +180,8 @@ struct Shared {
     wake: Condvar,
     /// Asks the running job to stop between two items.
     stop_running: AtomicBool,
+    /// Stops the running job's connections at once.
+    cancel: Mutex<Arc<Cancel>>,
 }
 
 pub fn now_millis() -> Millis {
@@ -217,6 +222,7 @@ impl RestoreQueue {
                 jobs: Mutex::new(jobs),
                 wake: Condvar::new(),
                 stop_running: AtomicBool::new(false),
+                cancel: Mutex::new(Arc::new(Cancel::default())),
             }),
         })
     }
@@ -297,7 +303,10 @@ impl RestoreQueue {
                         log::error!("storing job {id}: {e:#}");
                     }
                 }
-                JobState::Running => self.shared.stop_running.store(true, Ordering::SeqCst),
+                JobState::Running => {
+                    self.shared.stop_running.store(true, Ordering::SeqCst);
+                    self.shared.cancel.lock().unwrap().cancel();
+                }
                 _ => {}
             }
         }
@@ -373,6 +382,7 @@ fn worker(shared: &Shared) {
                     .map(|j| j.id);
                 if let Some(id) = next {
                     shared.stop_running.store(false, Ordering::SeqCst);
+                    *shared.cancel.lock().unwrap() = Arc::new(Cancel::default());
                     let job = jobs.get_mut(&id).expect("just found");
                     job.state = JobState::Running;
                     job.runs += 1;
@@ -389,15 +399,11 @@ fn worker(shared: &Shared) {
         };
         log::info!("job {} started: {}", job.id, job.line);
         let (state, report, error) = match run_job(shared, &job) {
-            Ok(run) => (
-                if run.stopped {
-                    JobState::Stopped
-                } else {
-                    JobState::Done
-                },
-                Some(run.report),
-                None,
-            ),
+            Ok(run) if run.stopped => (JobState::Stopped, Some(run.report), None),
+            Ok(run) => match run.error {
+                Some(e) => (JobState::Failed, Some(run.report), Some(e)),
+                None => (JobState::Done, Some(run.report), None),
+            },
             Err(e) => (JobState::Failed, None, Some(format!("{e:#}"))),
         };
         log::info!("job {} {}", job.id, state.as_str());
@@ -426,8 +432,10 @@ fn run_job(shared: &Shared, job: &Job) -> Result<engine::RunResult> {
     engine::run(&shared.src, &plan, &done, &mut hooks)
 }
 
-/// Journal keys and whether each was restored (else skipped).
-fn read_journal(path: &Path) -> Result<HashMap<String, bool>> {
+/// The items a job's journal names: `R` (restored) or `S` (skipped), a
+/// tab, the item's key (three tab-separated fields), and since the
+/// content digests, a tab and the digest.
+fn read_journal(path: &Path) -> Result<HashMap<String, DoneItem>> {
     let text = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
@@ -440,11 +448,18 @@ fn read_journal(path: &Path) -> Result<HashMap<String, bool>> {
             continue;
         };
         let line = String::from_utf8_lossy(line);
-        match line.split_once('\t') {
-            Some(("R", key)) => out.insert(key.to_string(), true),
-            Some(("S", key)) => out.insert(key.to_string(), false),
-            _ => None,
+        let fields: Vec<&str> = line.split('\t').collect();
+        let restored = match fields.first() {
+            Some(&"R") => true,
+            Some(&"S") => false,
+            _ => continue,
         };
+        let (key, digest) = match fields.len() {
+            4 => (fields[1..4].join("\t"), None),
+            5 => (fields[1..4].join("\t"), Some(fields[4].to_string())),
+            _ => continue,
+        };
+        out.insert(key, DoneItem { restored, digest });
     }
     Ok(out)
 }
@@ -466,7 +481,7 @@ impl RunHooks for QueueHooks<'_> {
         });
     }
 
-    fn item_done(&mut self, key: &str, outcome: &ItemOutcome) -> Result<()> {
+    fn item_done(&mut self, key: &str, digest: Option<&str>, outcome: &ItemOutcome) -> Result<()> {
         let tag = match outcome {
             ItemOutcome::Restored => Some('R'),
             ItemOutcome::Skipped => Some('S'),
@@ -474,8 +489,12 @@ impl RunHooks for QueueHooks<'_> {
             ItemOutcome::Unrestored(..) => None,
         };
         if let Some(tag) = tag {
+            let line = match digest {
+                Some(d) => format!("{tag}\t{key}\t{d}\n"),
+                None => format!("{tag}\t{key}\n"),
+            };
             self.journal
-                .write_all(format!("{tag}\t{key}\n").as_bytes())
+                .write_all(line.as_bytes())
                 .context("writing the job journal")?;
             self.journal
                 .sync_data()
@@ -499,6 +518,10 @@ impl RunHooks for QueueHooks<'_> {
     fn stop_requested(&self) -> bool {
         self.shared.stop_running.load(Ordering::SeqCst)
     }
+
+    fn cancel(&self) -> Arc<Cancel> {
+        self.shared.cancel.lock().unwrap().clone()
+    }
 }
 
 #[cfg(test)]
@@ -509,10 +532,12 @@ mod tests {
     fn journal_ignores_a_cut_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("j");
-        fs::write(&p, "R\ta\t1\t0\nS\ta\t2\t0\nR\ta\t3").unwrap();
+        fs::write(&p, "R\ta\t1\t0\nS\ta\t2\t0\tabc\nR\ta\t3").unwrap();
         let j = read_journal(&p).unwrap();
         assert_eq!(j.len(), 2);
-        assert!(j["a\t1\t0"]);
-        assert!(!j["a\t2\t0"]);
+        assert!(j["a\t1\t0"].restored);
+        assert!(!j["a\t2\t0"].restored);
+        assert_eq!(j["a\t1\t0"].digest, None);
+        assert_eq!(j["a\t2\t0"].digest.as_deref(), Some("abc"));
     }
 }

@@ -42,6 +42,15 @@ pub struct Mount {
 
 impl Mount {
     pub fn start(backup: &Path, index: &Path, extra: &[&str]) -> Mount {
+        Mount::start_logging(backup, index, extra, None)
+    }
+
+    /// [`Mount::start`] with the daemon's stderr (its log) going to `log`.
+    pub fn start_logging(backup: &Path, index: &Path, extra: &[&str], log: Option<&Path>) -> Mount {
+        let stderr = match log {
+            Some(p) => Stdio::from(std::fs::File::create(p).expect("log file")),
+            None => Stdio::inherit(),
+        };
         let dir = tempfile::tempdir().expect("mount point");
         let path = dir.path().join("mnt");
         std::fs::create_dir(&path).unwrap();
@@ -54,6 +63,7 @@ impl Mount {
             .arg(index)
             .args(extra)
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("starting mailbackfs mount -f");
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -79,6 +89,11 @@ impl Mount {
 
     pub fn join(&self, rel: &str) -> PathBuf {
         self.path.join(rel)
+    }
+
+    /// The daemon's process id (for `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context, Result};
 use sha1::{Digest, Sha1};
 
-use self::chunks::{Chunk, ChunkCache, MemberStream};
+use self::chunks::{Chunk, ChunkCache, ChunkLines, MemberStream};
 use super::backup_root::{BackupRoot, EntryKind};
 use super::{AccountEntry, BackupReader};
 use crate::model::{Account, BlobRef, Item, ItemKind};
@@ -323,6 +323,9 @@ fn open_index(part: &BackupRoot, data: &Path) -> Result<rusqlite::Connection> {
     conn.deserialize(rusqlite::DatabaseName::Main, image, true)
         .with_context(|| format!("index {what}"))?;
     conn.execute_batch("PRAGMA temp_store = MEMORY; PRAGMA trusted_schema = OFF;")?;
+    // No value of a real index comes near 16 MiB: a schema expression
+    // building huge strings (a generated column) fails instead.
+    conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, 16 << 20);
     // A budget of VM steps, far above what the expected queries need over
     // an index this size: a hostile one cannot spin.
     let budget = 10_000_000u64 + 20 * len as u64;
@@ -331,19 +334,26 @@ fn open_index(part: &BackupRoot, data: &Path) -> Result<rusqlite::Connection> {
         1000,
         Some(move || steps.fetch_add(1000, std::sync::atomic::Ordering::Relaxed) > budget),
     );
-    let mut st = conn.prepare("SELECT type, name FROM sqlite_master")?;
-    let objects: Vec<(String, String)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+    let mut st = conn.prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_master")?;
+    let objects: Vec<(String, String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     drop(st);
-    for (kind, name) in &objects {
+    for (kind, name, _) in &objects {
         if kind == "view" || kind == "trigger" {
             bail!("index {what} has a {kind} ({name}): refused");
         }
     }
     for table in ["chunk", "message"] {
-        if !objects.iter().any(|(k, n)| k == "table" && n == table) {
+        let Some((_, _, sql)) = objects.iter().find(|(k, n, _)| k == "table" && n == table) else {
             bail!("index {what} has no table {table}");
+        };
+        if !sql
+            .trim_start()
+            .to_ascii_uppercase()
+            .starts_with("CREATE TABLE")
+        {
+            bail!("index {what}: {table} is not a plain table: refused");
         }
     }
     Ok(conn)
@@ -475,17 +485,22 @@ impl CyrusReader {
         m.get(&file_offset).copied()
     }
 
-    /// The decompressed chunk at `file_offset` of `userid`'s data file.
-    fn chunk(&self, userid: &str, file_offset: u64) -> io::Result<Arc<Chunk>> {
+    /// The decompressed chunk at `file_offset` of `userid`'s data file;
+    /// `None` when it is longer than the cache keeps (whatever the index
+    /// said): its messages are then streamed.
+    fn chunk(&self, userid: &str, file_offset: u64) -> io::Result<Option<Arc<Chunk>>> {
         let data = self.data_file(userid)?;
         let key = (userid.to_string(), file_offset);
         if let Some(c) = self.cache.get(&key) {
-            return Ok(c);
+            return Ok(Some(c));
         }
         let mut f = self.part.open_file(data)?;
-        let c = Arc::new(chunks::inflate_member(&mut f, file_offset)?);
+        let Some(c) = chunks::inflate_member(&mut f, file_offset, CACHE_BYTES / 4)? else {
+            return Ok(None);
+        };
+        let c = Arc::new(c);
         self.cache.put(key, c.clone());
-        Ok(c)
+        Ok(Some(c))
     }
 }
 
@@ -507,7 +522,7 @@ struct Locator<'a> {
     file_offset: Option<u64>,
     offset: LitOffset,
     size: u64,
-    guid: &'a str,
+    guid: std::borrow::Cow<'a, str>,
     userid: &'a str,
 }
 
@@ -528,9 +543,29 @@ fn make_locator(
     let off = match offset {
         LitOffset::Literal(o) => o.to_string(),
         LitOffset::Line(o) => format!("L{o}"),
-        LitOffset::Unknown => return format!("-@-:-:{size}:{guid}:{userid}"),
+        LitOffset::Unknown => return format!("-@-:-:{size}:{}:{userid}", escape_guid(guid)),
     };
+    let guid = escape_guid(guid);
     format!("{chunk_id}@{file_offset}:{off}:{size}:{guid}:{userid}")
+}
+
+/// A GUID as a locator field: `%` and `:` (the field separator) escaped as
+/// `%25` and `%3A`. A real GUID is hex; a hostile one must not move the
+/// fields after it.
+fn escape_guid(guid: &str) -> std::borrow::Cow<'_, str> {
+    if guid.contains([':', '%']) {
+        guid.replace('%', "%25").replace(':', "%3A").into()
+    } else {
+        guid.into()
+    }
+}
+
+fn unescape_guid(field: &str) -> std::borrow::Cow<'_, str> {
+    if field.contains('%') {
+        field.replace("%3A", ":").replace("%25", "%").into()
+    } else {
+        field.into()
+    }
 }
 
 fn parse_locator(s: &str) -> Option<Locator<'_>> {
@@ -538,7 +573,7 @@ fn parse_locator(s: &str) -> Option<Locator<'_>> {
     let chunk = it.next()?;
     let off = it.next()?;
     let size = it.next()?.parse().ok()?;
-    let guid = it.next()?;
+    let guid = unescape_guid(it.next()?);
     let userid = it.next()?;
     let file_offset = chunk.split_once('@').and_then(|(_, o)| o.parse().ok());
     let offset = if let Some(l) = off.strip_prefix('L') {
@@ -633,14 +668,14 @@ impl CyrusReader {
             };
             ordinal = id;
             chunk_offsets.insert(id, pos);
-            let c = chunks::inflate_member(&mut f, pos)?;
-            if let Some(d) = &c.damage {
+            let (compressed_len, damage) =
+                self.replay_member(&mut rp, &f, pos, id, &mut problems)?;
+            if let Some(d) = &damage {
                 problems.push(format!("chunk {id} at offset {pos}: {d}"));
             }
-            self.replay_chunk(&mut rp, &c, id, &mut problems);
-            let next = match (c.compressed_len, &c.damage) {
-                (Some(l), _) => Some(pos + l),
-                (None, _) => match known.range(pos + 1..).next() {
+            let next = match compressed_len {
+                Some(l) => Some(pos + l),
+                None => match known.range(pos + 1..).next() {
                     Some((o, _)) => Some(*o),
                     None => chunks::find_next_member(&mut f, pos + 1)?,
                 },
@@ -662,41 +697,70 @@ impl CyrusReader {
         })
     }
 
-    fn replay_chunk(
+    /// Replay the chunk whose member starts at `pos`, streamed line by line
+    /// (memory is one line, message literals cut to their first bytes);
+    /// returns its compressed length when it ended cleanly, and its damage.
+    fn replay_member(
         &self,
         rp: &mut replay::Replay,
-        c: &Chunk,
+        f: &std::fs::File,
+        pos: u64,
         id: i64,
         problems: &mut Vec<String>,
-    ) {
-        let data = &c.data;
-        let mut p = 0usize;
-        while p < data.len() {
-            match dlist::parse_line(data, p) {
-                Ok((Some(line), next)) => {
-                    if line.verb != "APPLY" {
-                        p = next;
-                        continue;
+    ) -> io::Result<(Option<u64>, Option<String>)> {
+        let s = match MemberStream::open(f.try_clone()?, pos) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Ok((None, Some(e.to_string())))
+            }
+            Err(e) => return Err(e),
+        };
+        let mut lines = ChunkLines::new(s);
+        while let Some(l) = lines.next_line() {
+            if l.too_long {
+                problems.push(format!(
+                    "chunk {id}: line at {} longer than {} bytes, skipped",
+                    l.start,
+                    chunks::LINE_MAX
+                ));
+                continue;
+            }
+            match dlist::parse_line(&l.bytes, 0) {
+                Ok((Some(line), _)) if line.verb == "APPLY" => {
+                    rp.apply(&line, id, pos, &l.bytes);
+                    // The line holds the first bytes of each message: say
+                    // where the message really is.
+                    for lit in &l.literals {
+                        if let Some(m) = rp.messages.get_mut(&lit.guid) {
+                            if m.chunk_id == id && m.file_offset == pos {
+                                m.literal_offset = lit.offset;
+                                m.size = lit.size;
+                            }
+                        }
                     }
-                    rp.apply(&line, id, c.file_offset, data);
-                    p = next;
                 }
-                Ok((None, next)) => p = next,
+                Ok(_) => {}
                 Err(dlist::ParseError::Truncated) => {
-                    if c.damage.is_none() {
-                        problems.push(format!("chunk {id}: ends inside a line at {p}"));
-                    }
+                    problems.push(format!("chunk {id}: ends inside a line at {}", l.start));
                     break;
                 }
-                Err(dlist::ParseError::Syntax(at)) => {
-                    problems.push(format!("chunk {id}: unparsable line at {p} (byte {at})"));
-                    match dlist::resync(data, p + 1) {
-                        Some(n) => p = n,
-                        None => break,
-                    }
+                Err(dlist::ParseError::Syntax(at)) => problems.push(format!(
+                    "chunk {id}: unparsable line at {} (byte {})",
+                    l.start,
+                    l.start + at as u64
+                )),
+            }
+        }
+        let (len, damage) = lines.finish()?;
+        if damage.is_some() {
+            // "ends inside a line" said twice otherwise.
+            if let Some(last) = problems.last() {
+                if last.starts_with(&format!("chunk {id}: ends inside a line")) {
+                    problems.pop();
                 }
             }
         }
+        Ok((len, damage))
     }
 }
 
@@ -830,14 +894,16 @@ impl CyrusReader {
     /// A message of a small chunk: the chunk is decompressed whole, once,
     /// and kept in the byte-bounded cache.
     fn open_cached(&self, loc: &Locator<'_>, fo: u64) -> io::Result<Box<dyn Read + Send>> {
-        let chunk = self.chunk(loc.userid, fo)?;
+        let Some(chunk) = self.chunk(loc.userid, fo)? else {
+            return self.open_streamed(loc, fo);
+        };
         let start = match loc.offset {
             LitOffset::Literal(o) => o as usize,
             LitOffset::Line(line) => {
                 // Literal by literal, as the streamed path does: a damaged
                 // later literal does not hide the earlier ones.
                 let mut cur = io::Cursor::new(chunk.data.get(line as usize..).unwrap_or(&[]));
-                seek_literal(&mut cur, loc.guid).map_err(|e| {
+                seek_literal(&mut cur, &loc.guid).map_err(|e| {
                     bad(match &chunk.damage {
                         Some(d) => format!("message {}: its chunk is damaged ({d}; {e})", loc.guid),
                         None => e.to_string(),
@@ -868,7 +934,7 @@ impl CyrusReader {
             }))
         } else {
             let digest = hex(&Sha1::digest(&chunk.data[start..want_end]));
-            (!digest.eq_ignore_ascii_case(loc.guid)).then(|| {
+            (!digest.eq_ignore_ascii_case(&loc.guid)).then(|| {
                 bad(format!(
                     "message {}: SHA-1 of the stored bytes is {digest} (digest mismatch)",
                     loc.guid
@@ -901,7 +967,7 @@ impl CyrusReader {
             LitOffset::Literal(o) => s.skip(o).map_err(damaged)?,
             LitOffset::Line(line) => {
                 s.skip(line).map_err(damaged)?;
-                seek_literal(&mut s, loc.guid).map_err(damaged)?;
+                seek_literal(&mut s, &loc.guid).map_err(damaged)?;
             }
             LitOffset::Unknown => {
                 return Err(bad(format!(
@@ -1047,4 +1113,22 @@ fn seek_literal<S: Skip>(s: &mut S, guid: &str) -> io::Result<()> {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guid_with_colons_keeps_the_locator_fields() {
+        for guid in ["ab:cd", "%3A:%", "0123abcd"] {
+            let l = make_locator(7, 99, LitOffset::Literal(5), 42, guid, "user:x");
+            let p = parse_locator(&l).unwrap_or_else(|| panic!("{l}"));
+            assert_eq!(p.guid, guid, "{l}");
+            assert_eq!(p.userid, "user:x", "{l}");
+            assert_eq!((p.file_offset, p.size), (Some(99), 42));
+            let l = make_locator(0, 0, LitOffset::Unknown, 3, guid, "u");
+            assert_eq!(parse_locator(&l).unwrap().guid, guid);
+        }
+    }
 }
