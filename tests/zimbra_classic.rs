@@ -492,3 +492,53 @@ fn account_restore_at_a_date_lands_in_dovecot() {
     }
     assert_eq!(got_total, total);
 }
+
+#[test]
+fn links_and_fifos_in_the_target_are_never_followed_or_read() {
+    let t = target();
+    let s = t.backup.join("sessions");
+    let bob_rel = "accounts/b0b/000/b0b00000-0000-4000-8000-000000000002";
+    // A FIFO where bob's incremental would have its table: never opened.
+    let db = s.join("incr-20240304.100000.000").join(bob_rel).join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    let fifo = std::ffi::CString::new(db.join("mail_item.dat").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    // A linked session, and a linked account directory in the newest
+    // session: followed, they would give snapshots that delete items.
+    std::os::unix::fs::symlink(
+        s.join("full-20240301.100000.000"),
+        s.join("full-20240310.100000.000"),
+    )
+    .unwrap();
+    let newest = s.join("full-20240306.100000.000").join(bob_rel);
+    std::fs::create_dir_all(newest.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(s.join("full-20240301.100000.000").join(bob_rel), &newest).unwrap();
+    let m = Mount::start(&t.backup, &t.index, &[]);
+    for who in [ALICE, BOB] {
+        let a = t.truth.account(who);
+        let (_, latest) = a.views.iter().find(|(v, _)| v == "latest").unwrap();
+        check_view(&m.join(who).join("latest"), latest, who);
+        assert_eq!(
+            names(&m.join(who))
+                .into_iter()
+                .filter(|n| n.starts_with("20"))
+                .collect::<BTreeSet<_>>(),
+            a.days
+        );
+    }
+    let (code, out, err) = cli_bounded(
+        &[
+            "accounts",
+            t.backup.to_str().unwrap(),
+            "--index",
+            t.index.to_str().unwrap(),
+        ],
+        Duration::from_secs(300),
+    );
+    assert_eq!(code, 0, "{err}");
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("not a regular file") || out.contains("symbolic link"),
+        "{out}"
+    );
+}
