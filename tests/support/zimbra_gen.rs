@@ -117,6 +117,11 @@ pub struct Msg {
     pub fields: Vec<(String, String)>,
     /// A wrong `size` column (the bytes win).
     pub size_column: Option<i64>,
+    /// A document's name (kind 8).
+    pub name: Option<String>,
+    /// What the view shows when it is not the blob: an appointment's
+    /// calendar part.
+    pub shown_bytes: Option<Vec<u8>>,
 }
 
 impl Msg {
@@ -315,6 +320,7 @@ fn row(mbox: &Mailbox, mailbox_id: i64, id: i64, cols: &[&str]) -> Vec<u8> {
             ("parent_id", _, Some(_)) => null,
             ("folder_id", _, Some(m)) => num(m.folder),
             ("name", Some(f), _) => quote(f.name.as_bytes()),
+            ("name", _, Some(Msg { name: Some(n), .. })) => quote(n.as_bytes()),
             ("date", _, Some(m)) => num(m.date),
             ("size", _, Some(m)) if m.kind != 6 => {
                 num(m.size_column.unwrap_or(m.bytes.len() as i64))
@@ -527,6 +533,8 @@ fn system_folders(mb: &mut Mailbox) {
         (5, 1, "Sent"),
         (7, 1, "Contacts"),
         (8, 11, "Tags"),
+        (10, 1, "Calendar"),
+        (16, 1, "Briefcase"),
     ] {
         mb.folders.insert(
             id,
@@ -552,6 +560,8 @@ fn msg(id: i64, folder: i64, subject: &str) -> Msg {
         mod_metadata: 10,
         fields: Vec::new(),
         size_column: None,
+        name: None,
+        shown_bytes: None,
     }
 }
 
@@ -636,6 +646,25 @@ pub fn write(root: &Path) -> Truth {
         },
     );
     a1.items.insert(305, msg(305, 5, "Shared announcement"));
+    let (mime, ics) = invitation(450, "Réunion d'équipe");
+    a1.items.insert(
+        450,
+        Msg {
+            kind: 11,
+            bytes: mime,
+            shown_bytes: Some(ics),
+            ..msg(450, 10, "Réunion d'équipe")
+        },
+    );
+    a1.items.insert(
+        460,
+        Msg {
+            kind: 8,
+            bytes: b"notes, version 1\n".to_vec(),
+            name: Some("notes été.txt".into()),
+            ..msg(460, 16, "")
+        },
+    );
     a1.items.insert(306, msg(306, 2, "Lost"));
     a1.items.insert(307, msg(307, 2, "Cut short"));
     a1.items.insert(
@@ -756,6 +785,14 @@ pub fn write(root: &Path) -> Truth {
         Store::ZipGz("blobs-1.zip"),
     );
     w.blob(&ps1, ALICE_ID, 305, &a1.items[&305], Store::Placeholder);
+    w.blob(&ps1, ALICE_ID, 450, &a1.items[&450], Store::PlainGz);
+    w.blob(
+        &ps1,
+        ALICE_ID,
+        460,
+        &a1.items[&460],
+        Store::Zip("blobs-1.zip", true),
+    );
     w.blob(&ps1, ALICE_ID, 307, &a1.items[&307], Store::Truncated);
     let shared = &a1.items[&305].bytes;
     let sd = digest(shared);
@@ -1045,10 +1082,17 @@ fn file_truth(id: i64, m: &Msg, broken: &BTreeMap<i64, &'static str>) -> FileTru
             }
         }
     }
+    let ext = match m.kind {
+        6 => "vcf",
+        8 => "txt",
+        11 | 15 => "ics",
+        _ => "eml",
+    };
+    let shown = m.shown_bytes.clone().unwrap_or_else(|| m.bytes.clone());
     FileTruth {
         id,
-        ext: if contact { "vcf" } else { "eml" },
-        bytes: (!contact && !broken.contains_key(&id)).then(|| m.bytes.clone()),
+        ext,
+        bytes: (!contact && !broken.contains_key(&id)).then_some(shown),
         error: broken.get(&id).copied(),
         flags,
         tags: m.tags.iter().cloned().collect(),
@@ -1060,6 +1104,25 @@ fn file_truth(id: i64, m: &Msg, broken: &BTreeMap<i64, &'static str>) -> FileTru
             .collect(),
         digest: (!contact).then(|| digest(&m.bytes)),
     }
+}
+
+/// An invitation: a MIME message with a plain and a calendar part, and the
+/// calendar part's bytes.
+fn invitation(id: i64, summary: &str) -> (Vec<u8>, Vec<u8>) {
+    let ics = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//gen//EN\r\nBEGIN:VEVENT\r\n\
+         UID:{id}@gen.example.com\r\nDTSTART:20240310T090000Z\r\nDTEND:20240310T100000Z\r\n\
+         SUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    );
+    let mime = format!(
+        "From: Organizer <org@example.net>\r\nTo: alice@example.com\r\nSubject: {summary}\r\n\
+         Message-ID: <{id}.gen@example.com>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/alternative; boundary=\"b-{id}\"\r\n\r\n\
+         --b-{id}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nAn invitation.\r\n\
+         --b-{id}\r\nContent-Type: text/calendar; charset=utf-8; method=REQUEST\r\n\r\n\
+         {ics}\r\n--b-{id}--\r\n"
+    );
+    (mime.into_bytes(), ics.into_bytes())
 }
 
 fn account_truth(
