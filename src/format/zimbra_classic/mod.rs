@@ -104,14 +104,19 @@ struct Scan {
     accounts_xml_sig: String,
     problems: Vec<String>,
     redologs: Vec<redo::RedoLog>,
+    /// Every `shared_blobs/` tree, for the signatures.
+    shared_sig: String,
+    /// Shared copies by digest, newest session first (found on first use).
+    shared: OnceLock<Arc<SharedCopies>>,
 }
+
+/// Shared copies by digest: (locator, length), newest session first.
+type SharedCopies = HashMap<String, Vec<(String, u64)>>;
 
 pub struct ZimbraClassicReader {
     root: PathBuf,
     dir: BackupRoot,
     scan: Mutex<Option<Arc<Scan>>>,
-    /// Shared copies by digest, newest session first (found on first use).
-    shared: OnceLock<HashMap<String, Vec<(String, u64)>>>,
     /// Which copy of a multi-copy locator was found intact.
     chosen: Mutex<LruCache<String, usize>>,
 }
@@ -125,7 +130,6 @@ impl ZimbraClassicReader {
             root: root.to_path_buf(),
             dir: BackupRoot::open(root)?,
             scan: Mutex::new(None),
-            shared: OnceLock::new(),
             chosen: Mutex::new(LruCache::new(NonZeroUsize::new(4096).expect("nonzero"))),
         })
     }
@@ -202,6 +206,13 @@ impl ZimbraClassicReader {
             redo::list(&self.dir, &s.rel.join("redologs"), &mut scan.redologs);
         }
         self.name_accounts(&mut scan);
+        let mut shared = Signature::default();
+        // Only sessions with shared blobs count: a new session without
+        // them does not make every account read again.
+        for s in &scan.sessions {
+            shared.tree(&self.dir, &s.rel.join("shared_blobs"), 0);
+        }
+        scan.shared_sig = shared.finish();
         scan
     }
 
@@ -280,37 +291,38 @@ impl ZimbraClassicReader {
     }
 
     /// Shared copies of every session, by digest, newest session first.
-    fn shared(&self) -> &HashMap<String, Vec<(String, u64)>> {
-        self.shared.get_or_init(|| {
-            let scan = self.scan();
-            let mut map: HashMap<String, Vec<(String, u64)>> = HashMap::new();
-            let mut problems = Vec::new();
-            for s in scan.sessions.iter().rev() {
-                let rel = s.rel.join("shared_blobs");
-                blobs::walk(&self.dir, &rel, &mut problems, &mut |name, copy, len| {
-                    if let Some(d) = blobs::shared_digest(name) {
-                        map.entry(d)
-                            .or_default()
-                            .push((blobs::encode(&[copy]), len));
-                    }
-                });
-            }
-            for p in problems {
-                log::warn!("{p}");
-            }
-            map
-        })
+    fn shared(&self, scan: &Scan) -> Arc<SharedCopies> {
+        scan.shared
+            .get_or_init(|| {
+                let mut map: SharedCopies = HashMap::new();
+                let mut problems = Vec::new();
+                for s in scan.sessions.iter().rev() {
+                    let rel = s.rel.join("shared_blobs");
+                    blobs::walk(&self.dir, &rel, &mut problems, &mut |name, copy, len| {
+                        if let Some(d) = blobs::shared_digest(name) {
+                            map.entry(d)
+                                .or_default()
+                                .push((blobs::encode(&[copy]), len));
+                        }
+                    });
+                }
+                for p in problems {
+                    log::warn!("{p}");
+                }
+                Arc::new(map)
+            })
+            .clone()
     }
 
-    /// The account's signature: every file it is read from.
+    /// The account's signature: every file it is read from (its
+    /// directories in every session, accounts.xml, every shared_blobs/).
     fn signature(&self, scan: &Scan, acct: &ScanAccount) -> String {
         let mut sig = Signature::default();
         sig.add(scan.accounts_xml_sig.as_bytes());
+        sig.add(scan.shared_sig.as_bytes());
         for d in &acct.dirs {
             sig.add(d.rel.as_os_str().as_encoded_bytes());
             sig.tree(&self.dir, &d.rel, 0);
-            let shared = scan.sessions[d.session].rel.join("shared_blobs");
-            sig.tree(&self.dir, &shared, 0);
         }
         sig.finish()
     }
@@ -385,7 +397,8 @@ impl ZimbraClassicReader {
             res?;
             account.problems.extend(problems);
         }
-        let shared = self.shared();
+        let shared = self.shared(&scan);
+        let shared = &*shared;
         let newest = acct.dirs.last().map(|d| d.rel.clone()).unwrap_or_default();
         let mut broken = 0usize;
         staging.for_each_item(&mut |id, rows, bad| {
@@ -707,8 +720,9 @@ impl BackupReader for ZimbraClassicReader {
     }
 
     fn list_accounts(&self) -> Result<Vec<AccountEntry>> {
-        // A fresh listing sees new sessions.
+        // A fresh listing sees new sessions and copies.
         *self.scan.lock().unwrap() = None;
+        self.chosen.lock().unwrap().clear();
         let scan = self.scan();
         Ok(scan
             .accounts
