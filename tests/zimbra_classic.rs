@@ -542,3 +542,29 @@ fn links_and_fifos_in_the_target_are_never_followed_or_read() {
         "{out}"
     );
 }
+
+#[test]
+fn a_new_session_reads_again_only_the_accounts_it_holds() {
+    let t = target();
+    let backup = t.backup.to_str().unwrap();
+    let index = t.index.to_str().unwrap();
+    let limit = Duration::from_secs(300);
+    let said = |out: Vec<u8>, err: String| format!("{}{err}", String::from_utf8_lossy(&out));
+    let (code, out, err) = cli_bounded(&["index", backup, "--index", index], limit);
+    assert_eq!(code, 0, "{err}");
+    let text = said(out, err);
+    assert!(text.contains("4 accounts read"), "{text}");
+    // A new session holding carol only, as the last one had her.
+    let s = t.backup.join("sessions");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(s.join("incr-20240305.100000.000"))
+        .arg(s.join("full-20240320.100000.000"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, out, err) = cli_bounded(&["index", backup, "--index", index], limit);
+    assert_eq!(code, 0, "{err}");
+    let text = said(out, err);
+    assert!(text.contains("1 accounts read, 3 unchanged"), "{text}");
+}
