@@ -134,28 +134,26 @@ impl<R: BufRead> Lines<R> {
         }
     }
 
-    /// The next line, `None` at the end. Empty lines hold no row and are
-    /// passed over. A line longer than [`MAX_ROW`] is read to its end and
-    /// returned as bad.
+    /// The next line, `None` at the end. A line longer than [`MAX_ROW`] is
+    /// read to its end and returned as bad.
     pub fn next_line(&mut self) -> io::Result<Option<Line>> {
-        loop {
-            let (read_any, too_long) = self.read_raw()?;
-            if !read_any {
-                return Ok(None);
-            }
-            if too_long {
-                self.line_no += 1;
-                return Ok(Some(Line::Bad(
-                    format!("longer than {MAX_ROW} bytes"),
-                    Vec::new(),
-                )));
-            }
-            if self.buf.is_empty() {
-                continue;
-            }
-            self.line_no += 1;
-            return Ok(Some(split(&self.buf)));
+        let (read_any, too_long) = self.read_raw()?;
+        if !read_any {
+            return Ok(None);
         }
+        self.line_no += 1;
+        if too_long {
+            return Ok(Some(Line::Bad(
+                format!("longer than {MAX_ROW} bytes"),
+                Vec::new(),
+            )));
+        }
+        if self.buf.is_empty() {
+            // A row has at least the schema's columns: an empty line is
+            // damage like any line that does not split.
+            return Ok(Some(Line::Bad("an empty line".into(), Vec::new())));
+        }
+        Ok(Some(split(&self.buf)))
     }
 
     /// One raw line into `buf` without its LF: whether anything was read,
@@ -227,7 +225,7 @@ mod tests {
 
     #[test]
     fn escaped_lf_continues_the_row() {
-        let data = b"1,\"a\\\nb\"\n2,\"c\\\\\"\n\n";
+        let data = b"1,\"a\\\nb\"\n2,\"c\\\\\"\n";
         let mut l = Lines::new(&data[..]);
         assert_eq!(
             l.next_line().unwrap(),
@@ -237,6 +235,16 @@ mod tests {
             l.next_line().unwrap(),
             Some(Line::Row(vec![Some(b"2".to_vec()), Some(b"c\\".to_vec())]))
         );
+        assert_eq!(l.next_line().unwrap(), None);
+    }
+
+    #[test]
+    fn an_empty_line_is_bad_and_counted() {
+        let mut l = Lines::new(&b"1,2\n\n3,4\n"[..]);
+        assert!(matches!(l.next_line().unwrap(), Some(Line::Row(_))));
+        assert!(matches!(l.next_line().unwrap(), Some(Line::Bad(..))));
+        assert!(matches!(l.next_line().unwrap(), Some(Line::Row(_))));
+        assert_eq!(l.line_no, 3);
         assert_eq!(l.next_line().unwrap(), None);
     }
 }
