@@ -22,7 +22,7 @@ use anyhow::{bail, Result};
 use lru::LruCache;
 
 use self::blobs::Copy;
-use self::staging::{Row, Staging};
+use self::staging::{Row, SharedIndex, Staging};
 use super::backup_root::{BackupRoot, EntryKind};
 use super::{AccountEntry, BackupReader};
 use crate::model::{Account, BlobRef, Item, ItemKind, ItemState, Millis};
@@ -106,12 +106,9 @@ struct Scan {
     redologs: Vec<redo::RedoLog>,
     /// Every `shared_blobs/` tree, for the signatures.
     shared_sig: String,
-    /// Shared copies by digest, newest session first (found on first use).
-    shared: OnceLock<Arc<SharedCopies>>,
+    /// Shared copies by digest (found on first use).
+    shared: OnceLock<Option<Arc<SharedIndex>>>,
 }
-
-/// Shared copies by digest: (locator, length), newest session first.
-type SharedCopies = HashMap<String, Vec<(String, u64)>>;
 
 pub struct ZimbraClassicReader {
     root: PathBuf,
@@ -290,28 +287,37 @@ impl ZimbraClassicReader {
         }
     }
 
-    /// Shared copies of every session, by digest, newest session first.
-    fn shared(&self, scan: &Scan) -> Arc<SharedCopies> {
+    /// Shared copies of every session, by digest (`None`: the index could
+    /// not be made, and no shared copy is used).
+    fn shared(&self, scan: &Scan) -> Option<Arc<SharedIndex>> {
         scan.shared
-            .get_or_init(|| {
-                let mut map: SharedCopies = HashMap::new();
-                let mut problems = Vec::new();
-                for s in scan.sessions.iter().rev() {
-                    let rel = s.rel.join("shared_blobs");
-                    blobs::walk(&self.dir, &rel, &mut problems, &mut |name, copy, len| {
-                        if let Some(d) = blobs::shared_digest(name) {
-                            map.entry(d)
-                                .or_default()
-                                .push((blobs::encode(&[copy]), len));
-                        }
-                    });
+            .get_or_init(|| match self.index_shared(scan) {
+                Ok(ix) => Some(Arc::new(ix)),
+                Err(e) => {
+                    log::error!("indexing shared blobs: {e:#}");
+                    None
                 }
-                for p in problems {
-                    log::warn!("{p}");
-                }
-                Arc::new(map)
             })
             .clone()
+    }
+
+    fn index_shared(&self, scan: &Scan) -> Result<SharedIndex> {
+        let ix = SharedIndex::new()?;
+        let mut problems = Vec::new();
+        for (ord, s) in scan.sessions.iter().enumerate() {
+            let mut batch = Vec::new();
+            let rel = s.rel.join("shared_blobs");
+            blobs::walk(&self.dir, &rel, &mut problems, &mut |name, copy, len| {
+                if let Some(d) = blobs::shared_digest(name) {
+                    batch.push((d, ord as i64, blobs::encode(&[copy]), len));
+                }
+            });
+            ix.add_all(&batch)?;
+        }
+        for p in problems {
+            log::warn!("{p}");
+        }
+        Ok(ix)
     }
 
     /// The account's signature: every file it is read from (its
@@ -398,7 +404,7 @@ impl ZimbraClassicReader {
             account.problems.extend(problems);
         }
         let shared = self.shared(&scan);
-        let shared = &*shared;
+        let shared = shared.as_deref();
         let newest = acct.dirs.last().map(|d| d.rel.clone()).unwrap_or_default();
         let mut broken = 0usize;
         staging.for_each_item(&mut |id, rows, bad| {
@@ -627,7 +633,7 @@ fn state_of(
 /// are tried, or where one was expected.
 fn blob_ref(
     staging: &Staging,
-    shared: &HashMap<String, Vec<(String, u64)>>,
+    shared: Option<&SharedIndex>,
     newest: &Path,
     row: &Row,
 ) -> Result<Option<BlobRef>> {
@@ -642,10 +648,10 @@ fn blob_ref(
         }
     }
     let digest = row.digest.as_deref().map(blobs::normalize_digest);
-    if let Some(d) = digest.as_deref().and_then(|d| shared.get(d)) {
-        for (loc, len) in d {
-            if !placeholder(*len) && !lines.contains(loc) {
-                lines.push(loc.clone());
+    if let (Some(d), Some(shared)) = (digest.as_deref(), shared) {
+        for (loc, len) in shared.get(d)? {
+            if !placeholder(len) && !lines.contains(&loc) {
+                lines.push(loc);
             }
         }
     }

@@ -399,3 +399,52 @@ pub fn date_ms(v: i64) -> Millis {
         v.saturating_mul(1000)
     }
 }
+
+/// The shared copies of a target by digest, in a temporary SQLite database
+/// (outside the backup path) so that a target with millions of shared
+/// blobs costs no memory.
+#[derive(Debug)]
+pub struct SharedIndex {
+    db: std::sync::Mutex<Connection>,
+}
+
+impl SharedIndex {
+    pub fn new() -> Result<SharedIndex> {
+        let db = Connection::open("").context("opening the shared-blob index")?;
+        db.execute_batch(
+            "PRAGMA journal_mode = OFF;
+             PRAGMA synchronous = OFF;
+             PRAGMA cache_size = -2048;
+             CREATE TABLE shared(digest TEXT, ord INTEGER, loc TEXT, len INTEGER);
+             CREATE INDEX shared_digest ON shared(digest, ord);",
+        )
+        .context("creating the shared-blob table")?;
+        Ok(SharedIndex {
+            db: std::sync::Mutex::new(db),
+        })
+    }
+
+    /// Add copies, in one transaction: (digest, session order, locator, length).
+    pub fn add_all(&self, copies: &[(String, i64, String, u64)]) -> Result<()> {
+        let mut db = self.db.lock().unwrap();
+        let tx = db.transaction()?;
+        {
+            let mut ins = tx.prepare("INSERT INTO shared VALUES (?1, ?2, ?3, ?4)")?;
+            for (d, ord, loc, len) in copies {
+                ins.execute(params![d, ord, loc, *len as i64])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The copies of `digest`, newest session first.
+    pub fn get(&self, digest: &str) -> Result<Vec<(String, u64)>> {
+        let db = self.db.lock().unwrap();
+        let mut st = db.prepare_cached(
+            "SELECT loc, len FROM shared WHERE digest = ?1 ORDER BY ord DESC, loc",
+        )?;
+        let rows = st.query_map([digest], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
