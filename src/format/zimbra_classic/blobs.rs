@@ -255,7 +255,17 @@ struct Exact<R> {
 
 impl<R: Read> Read for Exact<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::Interrupted => e,
+            // Bad deflate data is damage of the blob, as a bad gzip is.
+            _ => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "corrupt gzip (deflated zip entry) {}: {e}",
+                    self.path.display()
+                ),
+            ),
+        })?;
         self.got += n as u64;
         if (n == 0 && !buf.is_empty() && self.got != self.want) || self.got > self.want {
             return Err(io::Error::new(
