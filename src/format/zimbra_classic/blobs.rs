@@ -292,7 +292,7 @@ pub fn open_stored(
         Copy::Missing(_) => Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!(
-                "missing blob: no copy in any session (expected {})",
+                "no copy in any session's blobs/ or shared_blobs/ (expected {})",
                 shown.display()
             ),
         )),

@@ -415,7 +415,7 @@ impl ZimbraClassicReader {
                     label: id.to_string(),
                     history_key: id.to_string(),
                     states: Vec::new(),
-                    error: Some(format!("malformed row: {why}")),
+                    error: Some(format!("only bad rows: {why}")),
                 });
                 return Ok(());
             }
