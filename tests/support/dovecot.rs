@@ -274,6 +274,7 @@ service auth {{
             prefix: Vec::new(),
             password_file: self.password_file(user, password),
             ca_file: Some(self.ca_file()),
+            timeout_secs: None,
         }
     }
 
