@@ -339,8 +339,35 @@ pub fn days(items: &[Item]) -> BTreeSet<i64> {
 enum Place {
     /// Shown; its parent directory id.
     Under(i64),
-    /// Not shown: under the mailbox root only, or in a parent cycle.
+    /// The lowest folder of a parent cycle: `unknown_<id>` at the root.
+    Cut,
+    /// Not shown: under the mailbox root only.
     Hidden,
+}
+
+/// Where parent cycles are broken: at the lowest folder id of each cycle,
+/// which then hangs at the view root as `unknown_<id>` with the rest of
+/// the cycle below it (the rule of issue 10, item 6).
+fn cycle_cuts(folders: &BTreeMap<i64, FolderAt>) -> BTreeSet<i64> {
+    let mut cut = BTreeSet::new();
+    for &start in folders.keys() {
+        let mut path = vec![start];
+        let mut cur = start;
+        while !cut.contains(&cur) {
+            let p = folders[&cur].parent;
+            if p == VIEW_ROOT || p == MAILBOX_ROOT || !folders.contains_key(&p) || cut.contains(&p)
+            {
+                break;
+            }
+            if let Some(k) = path.iter().position(|&x| x == p) {
+                cut.insert(*path[k..].iter().min().unwrap());
+                break;
+            }
+            path.push(p);
+            cur = p;
+        }
+    }
+    cut
 }
 
 /// The directories of a view at one instant.
@@ -377,12 +404,21 @@ fn folders_at(items: &[Item], t: Millis) -> BTreeMap<i64, FolderAt> {
 
 /// Where folder `id` (valid at the instant) hangs; the unknown folder its
 /// chain breaks at goes into `unknown`.
-fn place(folders: &BTreeMap<i64, FolderAt>, id: i64, unknown: &mut BTreeSet<i64>) -> Place {
+fn place(
+    folders: &BTreeMap<i64, FolderAt>,
+    cut: &BTreeSet<i64>,
+    id: i64,
+    unknown: &mut BTreeSet<i64>,
+) -> Place {
+    if cut.contains(&id) {
+        unknown.insert(id);
+        return Place::Cut;
+    }
     let mut seen = BTreeSet::from([id]);
     let mut cur = id;
     loop {
         let parent = folders[&cur].parent;
-        if parent == VIEW_ROOT {
+        if parent == VIEW_ROOT || cut.contains(&parent) {
             break;
         }
         if parent == MAILBOX_ROOT || !seen.insert(parent) {
@@ -420,11 +456,13 @@ fn dirs_at(items: &[Item], t: Millis) -> (Dirs, Vec<(i64, &Item, &ItemState)>) {
     let mut unknown = BTreeSet::new();
     let mut hidden = BTreeSet::new();
     let mut parent = BTreeMap::new();
+    let cut = cycle_cuts(&folders);
     for &id in folders.keys() {
-        match place(&folders, id, &mut unknown) {
+        match place(&folders, &cut, id, &mut unknown) {
             Place::Under(p) => {
                 parent.insert(id, p);
             }
+            Place::Cut => {}
             Place::Hidden => {
                 hidden.insert(id);
             }
