@@ -1367,6 +1367,26 @@ impl BackupReader for ZextrasReader {
             .cloned()
     }
 
+    fn problems(&self) -> Vec<String> {
+        // Links where blob directories should be: their blobs are refused
+        // item by item; the link itself is said once here.
+        let Ok(entries) = self.dir.read_dir("items") else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = entries
+            .into_iter()
+            .filter(|e| e.kind == EntryKind::Symlink)
+            .map(|e| {
+                format!(
+                    "{} is a symbolic link, not followed",
+                    self.root.join("items").join(&e.name).display()
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     fn all_blobs(&self) -> Option<Vec<BlobRef>> {
         // Every entry below items/ (a digest written with `/` nests deeper),
         // links and FIFOs included, none followed.

@@ -14,7 +14,9 @@
 
 mod chunks;
 mod dlist;
+mod names;
 mod replay;
+mod synccrc;
 mod text;
 mod twoskip;
 
@@ -417,6 +419,9 @@ pub struct CyrusReader {
     chunk_lengths: Mutex<HashMap<String, Arc<HashMap<u64, u64>>>>,
     /// Chunks up to this length are cached whole; see [`SMALL_CHUNK`].
     small_chunk: u64,
+    /// Chunks the index calls small that turned out too long to cache:
+    /// streamed from then on, not inflated again up to the limit first.
+    oversize: Mutex<std::collections::HashSet<(String, u64)>>,
 }
 
 impl CyrusReader {
@@ -443,6 +448,7 @@ impl CyrusReader {
             problems,
             cache: ChunkCache::new(CACHE_BYTES),
             chunk_lengths: Mutex::new(HashMap::new()),
+            oversize: Mutex::new(std::collections::HashSet::new()),
             // For tests and benchmarks: 0 streams every message.
             small_chunk: std::env::var("MAILBACKFS_CYRUS_SMALL_CHUNK")
                 .ok()
@@ -494,8 +500,16 @@ impl CyrusReader {
         if let Some(c) = self.cache.get(&key) {
             return Ok(Some(c));
         }
+        let lock = || self.oversize.lock().unwrap_or_else(|p| p.into_inner());
+        if lock().contains(&key) {
+            return Ok(None);
+        }
         let mut f = self.part.open_file(data)?;
         let Some(c) = chunks::inflate_member(&mut f, file_offset, CACHE_BYTES / 4)? else {
+            log::warn!(
+                "chunk at {file_offset} of {userid}'s backup is longer than its index says: streamed"
+            );
+            lock().insert(key);
             return Ok(None);
         };
         let c = Arc::new(c);
@@ -657,7 +671,7 @@ impl CyrusReader {
             .open_file(&data)
             .with_context(|| format!("data file of {userid}"))?;
         let len = f.metadata()?.len();
-        let mut rp = replay::Replay::new(userid);
+        let mut rp = replay::Replay::new();
         let mut chunk_offsets: BTreeMap<i64, u64> = BTreeMap::new();
         let mut pos = 0u64;
         let mut ordinal = 0i64;
@@ -853,6 +867,13 @@ impl BackupReader for CyrusReader {
                 .filter(|(u, _)| u.as_deref() == Some(key))
                 .map(|(_, p)| p.clone()),
         );
+        if let Ok(data) = self.data_file(key) {
+            problems.extend(compaction_problems(&self.part, data, rp.notes.history_gaps));
+        }
+        if let Some(p) = crc_problem(&rp.notes.crc_mismatches) {
+            problems.push(p);
+        }
+        log_unshown(key, &rp.notes);
         Ok(Account {
             key: key.to_string(),
             name: key.to_string(),
@@ -887,6 +908,106 @@ impl BackupReader for CyrusReader {
             Some(l) if l.file_offset.is_some() => Ok(l.size),
             _ => claimed.ok_or_else(|| bad(format!("not a Cyrus blob locator: {}", blob.locator))),
         }
+    }
+}
+
+/// What `ctl_backups compact` left: the copies of the data file it kept
+/// (`<file>.<unix time>`, `backup_keep_previous`), and records whose
+/// earlier states the rewritten chunks no longer hold.
+fn compaction_problems(part: &BackupRoot, data: &Path, history_gaps: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let (Some(dir), Some(name)) = (data.parent(), data.file_name()) else {
+        return out;
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    // Listed beneath the partition, like every other file of the backup.
+    let mut times: Vec<i64> = part
+        .read_dir(dir)
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|e| {
+                    let n = e.name.to_string_lossy().into_owned();
+                    let ts = n.strip_prefix(&prefix)?;
+                    ts.bytes()
+                        .all(|b| b.is_ascii_digit())
+                        .then(|| ts.parse().ok())?
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    times.sort_unstable();
+    for t in times {
+        let when = chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| t.to_string());
+        out.push(format!(
+            "compacted at {when} (ctl_backups compact): history before it may be incomplete; \
+             the previous data file {prefix}{t} is kept beside it and not read"
+        ));
+    }
+    if history_gaps > 0 {
+        out.push(format!(
+            "{history_gaps} message record(s) lost their earlier states: older chunks were \
+             rewritten (ctl_backups compact), so views before that show less than the server had"
+        ));
+    }
+    out
+}
+
+/// The replayed state differed from the server's (`SYNC_CRC`) after some
+/// lines: views around them may show records the server no longer had, or
+/// miss some it had.
+fn crc_problem(mismatches: &[(i64, String)]) -> Option<String> {
+    let (ts, name) = mismatches.first()?;
+    let when = chrono::DateTime::from_timestamp(*ts, 0)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| ts.to_string());
+    Some(format!(
+        "{} mailbox state(s) differ from the server's (SYNC_CRC), the first {} at {when}: \
+         records are missing (ctl_backups compact) or were expunged unseen",
+        mismatches.len(),
+        names::display(name)
+    ))
+}
+
+/// Tolerated backup content the model does not show: sieve scripts and
+/// other users' seen state are user data, so they are a warning; mailbox
+/// annotations (special-use, comments) and replaced mailboxes only a note.
+fn log_unshown(userid: &str, n: &replay::Notes) {
+    let annotated = n.annotated_mailboxes.len();
+    let mut parts = Vec::new();
+    if n.sieve_lines > 0 {
+        parts.push(format!(
+            "{} sieve script line(s) (APPLY SIEVE/UNSIEVE)",
+            n.sieve_lines
+        ));
+    }
+    if n.seen_states > 0 {
+        parts.push(format!(
+            "{} seen state(s) of other users' mailboxes (APPLY SEEN)",
+            n.seen_states
+        ));
+    }
+    if !parts.is_empty() {
+        if annotated > 0 {
+            parts.push(format!("annotations of {annotated} mailbox(es)"));
+        }
+        log::warn!("{userid}: the mount does not show {}", parts.join(", "));
+    } else if annotated > 0 {
+        log::info!("{userid}: the mount does not show annotations of {annotated} mailbox(es)");
+    }
+    if n.inferred_expunges > 0 {
+        log::info!(
+            "{userid}: {} record(s) found expunged by the SYNC_CRC of a line that left them out",
+            n.inferred_expunges
+        );
+    }
+    if n.replaced_mailboxes > 0 {
+        log::info!(
+            "{userid}: {} mailbox(es) replaced by a re-created one of the same name",
+            n.replaced_mailboxes
+        );
     }
 }
 
