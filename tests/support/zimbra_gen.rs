@@ -71,6 +71,14 @@ pub fn digest(b: &[u8]) -> String {
         .replace('/', ",")
 }
 
+/// The SHA-1 of `b` as old rows write `blob_digest` (28 characters).
+pub fn digest_sha1(b: &[u8]) -> String {
+    use sha1::Sha1;
+    base64::engine::general_purpose::STANDARD
+        .encode(Sha1::digest(b))
+        .replace('/', ",")
+}
+
 fn gzip(b: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(b).unwrap();
@@ -119,12 +127,23 @@ pub struct Msg {
     pub size_column: Option<i64>,
     /// A document's name (kind 8).
     pub name: Option<String>,
+    /// `blob_digest` is an old row's SHA-1.
+    pub sha1: bool,
     /// What the view shows when it is not the blob: an appointment's
     /// calendar part.
     pub shown_bytes: Option<Vec<u8>>,
 }
 
 impl Msg {
+    /// `blob_digest` as the row writes it.
+    pub fn digest(&self) -> String {
+        if self.sha1 {
+            digest_sha1(&self.bytes)
+        } else {
+            digest(&self.bytes)
+        }
+    }
+
     fn shown(&self) -> impl PartialEq + '_ {
         (
             self.kind,
@@ -325,7 +344,7 @@ fn row(mbox: &Mailbox, mailbox_id: i64, id: i64, cols: &[&str]) -> Vec<u8> {
             ("size", _, Some(m)) if m.kind != 6 => {
                 num(m.size_column.unwrap_or(m.bytes.len() as i64))
             }
-            ("blob_digest", _, Some(m)) if m.kind != 6 => quote(digest(&m.bytes).as_bytes()),
+            ("blob_digest", _, Some(m)) if m.kind != 6 => quote(m.digest().as_bytes()),
             ("unread", _, Some(m)) => num(i64::from(m.unread)),
             ("flags", _, Some(m)) => num(m.flags),
             ("flags", Some(_), _) => num(0),
@@ -561,6 +580,7 @@ fn msg(id: i64, folder: i64, subject: &str) -> Msg {
         fields: Vec::new(),
         size_column: None,
         name: None,
+        sha1: false,
         shown_bytes: None,
     }
 }
@@ -705,6 +725,14 @@ pub fn write(root: &Path) -> Truth {
         },
     );
     a2.items.insert(311, msg(311, 2, "A link, not followed"));
+    a2.items.insert(
+        313,
+        Msg {
+            sha1: true,
+            ..msg(313, 2, "An old row's SHA-1")
+        },
+    );
+    a2.items.insert(314, msg(314, 2, "Only a wrong copy"));
     let mut a3 = a2.clone();
     a3.items.insert(302, Msg { folder: 2, ..a302 });
     a3.items.remove(&308);
@@ -859,6 +887,8 @@ pub fn write(root: &Path) -> Truth {
         Store::Zip("blobs-1.zip", false),
     );
     w.blob(&ps3, ALICE_ID, 310, &a2.items[&310], Store::PlainGz);
+    w.blob(&ps3, ALICE_ID, 313, &a2.items[&313], Store::PlainGz);
+    w.blob(&ps3, ALICE_ID, 314, &a2.items[&314], Store::Corrupt);
     let d309 = digest(&a2.items[&309].bytes);
     w.zips
         .entry(ps3.join("shared_blobs/shared-1.zip"))
@@ -976,6 +1006,7 @@ pub fn write(root: &Path) -> Truth {
         (306, "missing blob"),
         (307, "truncated gzip"),
         (311, "missing blob"),
+        (314, "digest mismatch"),
     ]
     .into();
     let alice = account_truth(
@@ -1102,7 +1133,7 @@ fn file_truth(id: i64, m: &Msg, broken: &BTreeMap<i64, &'static str>) -> FileTru
             .filter(|(k, _)| k == "email")
             .map(|(_, v)| format!("EMAIL:{v}"))
             .collect(),
-        digest: (!contact).then(|| digest(&m.bytes)),
+        digest: (!contact).then(|| m.digest()),
     }
 }
 
