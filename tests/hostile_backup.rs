@@ -291,6 +291,7 @@ struct CheckAccount {
 #[derive(serde::Deserialize)]
 struct CheckReport {
     accounts: Vec<CheckAccount>,
+    backup_problems: Vec<String>,
 }
 
 #[test]
@@ -329,6 +330,14 @@ fn check_and_get_item_refuse_hostile_files_and_end() {
             p.detail
         );
     }
+    assert!(
+        report
+            .backup_problems
+            .iter()
+            .any(|p| p.contains("/items/") && p.contains("symbolic link")),
+        "the linked blob directory is reported: {:?}",
+        report.backup_problems
+    );
     let anna = report
         .accounts
         .iter()

@@ -879,7 +879,7 @@ fn worker_count() -> usize {
 /// A streaming gzip decoder (one or more members) that reports every kind of
 /// damage as an `InvalidData` error naming `path`, after handing out all the
 /// bytes that decompressed before it.
-struct GzipStream<R> {
+pub(crate) struct GzipStream<R> {
     inner: R,
     path: PathBuf,
     z: Decompress,
@@ -902,7 +902,7 @@ fn data_err(msg: String) -> io::Error {
 }
 
 impl<R: BufRead> GzipStream<R> {
-    fn new(inner: R, path: PathBuf) -> Self {
+    pub(crate) fn new(inner: R, path: PathBuf) -> Self {
         GzipStream {
             inner,
             path,
@@ -1423,6 +1423,26 @@ impl BackupReader for ZextrasReader {
             .find(|p| fs::symlink_metadata(p).is_ok())
             .or(tried.first())
             .cloned()
+    }
+
+    fn problems(&self) -> Vec<String> {
+        // Links where blob directories should be: their blobs are refused
+        // item by item; the link itself is said once here.
+        let Ok(entries) = self.dir.read_dir("items") else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = entries
+            .into_iter()
+            .filter(|e| e.kind == EntryKind::Symlink)
+            .map(|e| {
+                format!(
+                    "{} is a symbolic link, not followed",
+                    self.root.join("items").join(&e.name).display()
+                )
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     fn all_blobs(&self) -> Option<Vec<BlobRef>> {
