@@ -52,6 +52,55 @@ pub const DRIVE_FOLDER: ItemId = -1;
 /// Name of the [`DRIVE_FOLDER`].
 pub const DRIVE_FOLDER_NAME: &str = "Drive";
 
+/// The account key of an account directory: its name when that is UTF-8
+/// without `%`; else the name with `%` written `%25` and every byte that
+/// is not UTF-8 as `%XX`, so that no directory is dropped and no two share
+/// a key. [`key_dir`] turns it back.
+pub fn account_key(name: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = name.as_bytes();
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !s.contains('%') => s.to_string(),
+        _ => {
+            let mut out = String::new();
+            for chunk in bytes.utf8_chunks() {
+                out.push_str(&chunk.valid().replace('%', "%25"));
+                for b in chunk.invalid() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            out
+        }
+    }
+}
+
+/// The directory name of an account key (see [`account_key`]).
+pub fn key_dir(key: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    if !key.contains('%') {
+        return key.into();
+    }
+    let b = key.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
 /// Whether `root` has the layout of this format: an `accounts/` directory,
 /// or an `items/` directory of two-character blob directories.
 pub fn looks_like(root: &Path) -> bool {
@@ -1227,7 +1276,7 @@ impl BackupReader for ZextrasReader {
         let mut keys: Vec<String> = entries
             .into_iter()
             .filter(|e| matches!(e.kind, EntryKind::Dir | EntryKind::Symlink))
-            .filter_map(|e| e.name.into_string().ok())
+            .map(|e| account_key(&e.name))
             .filter(|k| !k.starts_with('.'))
             .collect();
         keys.sort();
@@ -1243,7 +1292,7 @@ impl BackupReader for ZextrasReader {
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let Some(k) = keys.get(i) else { break };
-                            out.push((i, account_signature(root, &dir.join(k))));
+                            out.push((i, account_signature(root, &dir.join(key_dir(k)))));
                         }
                         out
                     })
@@ -1261,7 +1310,8 @@ impl BackupReader for ZextrasReader {
             .into_iter()
             .zip(sigs)
             .map(|(key, sig)| {
-                let signature = sig.unwrap_or_else(|| account_signature(root, &dir.join(&key)));
+                let signature =
+                    sig.unwrap_or_else(|| account_signature(root, &dir.join(key_dir(&key))));
                 AccountEntry { key, signature }
             })
             .collect())
@@ -1271,7 +1321,8 @@ impl BackupReader for ZextrasReader {
         if key.is_empty() || key.contains('/') || key == "." || key == ".." {
             bail!("no account {key:?} in {}", self.root.display());
         }
-        let rel = Path::new("accounts").join(key);
+        let raw = key_dir(key);
+        let rel = Path::new("accounts").join(&raw);
         let acct_dir = match self.dir.open_dir(&rel) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -1287,6 +1338,13 @@ impl BackupReader for ZextrasReader {
             ..Account::default()
         };
         parse_account_info(key, &acct_dir, &mut acc);
+        if raw.to_str().is_none() {
+            acc.problems.push(format!(
+                "account directory name is not UTF-8: shown as {:?} (invalid bytes as %XX, % as %25) \
+                 unless account_info names the account",
+                key
+            ));
+        }
 
         let mut work = Vec::new();
         subdirs(&acct_dir, "items", &mut work, false, &mut acc.problems);

@@ -632,3 +632,23 @@ fn inflating_past_the_trailer_stops_at_one_window() {
     // The claimed size matching the lying trailer: that size, then broken.
     assert_eq!(r.blob_len(&b, Some(300)).unwrap(), 300);
 }
+
+#[test]
+fn account_keys_of_any_directory_name_round_trip() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    for raw in [
+        &b"4a217bb3-6861-4c9f-80f8-f345ae2897b5"[..],
+        b"caf\xe9",
+        b"bad\xff%x",
+        b"100%",
+        b"%41",
+        b"\xc3\xa9t\xc3\xa9",
+    ] {
+        let key = account_key(OsStr::from_bytes(raw));
+        assert!(key.is_ascii() || std::str::from_utf8(raw).is_ok(), "{key}");
+        assert_eq!(key_dir(&key).as_bytes(), raw, "{key}");
+    }
+    assert_eq!(account_key(OsStr::from_bytes(b"bad\xff%x")), "bad%FF%25x");
+    assert_eq!(account_key(OsStr::from_bytes(b"plain")), "plain");
+}
