@@ -885,6 +885,50 @@ pub(crate) struct GzipStream<R> {
     z: Decompress,
     crc: Crc,
     state: GzState,
+    /// How far the first member may inflate (see [`inflate_cap`]).
+    cap: u64,
+    /// Bytes the first member inflated so far; `None` past it.
+    first_out: Option<u64>,
+}
+
+/// Slack past a trailer's length before a member is broken: one window.
+const INFLATE_SLACK: u64 = 256 * 1024;
+
+/// How far the first gzip member of `file` may inflate: the length its last
+/// four bytes (the trailer's ISIZE) say, plus [`INFLATE_SLACK`]. ISIZE
+/// counts modulo 2^32, and deflate inflates at least to about the
+/// compressed length and at most 1032 times it: multiples of 2^32 are added
+/// while that makes a consistent length (a blob over 4 GiB); a trailer no
+/// length is consistent with (damage, a member without an end) is taken as
+/// it is. A bomb whose metadata lies stops there, broken.
+fn inflate_cap(file: &fs::File) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    if len < 18 {
+        return Ok(INFLATE_SLACK);
+    }
+    let mut t = [0u8; 4];
+    file.read_exact_at(&mut t, len - 4)?;
+    let isize = u64::from(u32::from_le_bytes(t));
+    let least = len.saturating_sub(len / 100 + 64);
+    let most = len.saturating_mul(1032);
+    let mut cap = isize;
+    if cap < least {
+        cap += (least - cap).div_ceil(1 << 32) << 32;
+    }
+    if cap > most {
+        cap = isize;
+    }
+    Ok(cap.saturating_add(INFLATE_SLACK))
+}
+
+/// How far a gzip stream of `compressed` bytes may inflate when its trailer
+/// cannot be read first (a blob inside a zip entry): deflate's largest
+/// ratio, 1032 to 1, plus [`INFLATE_SLACK`].
+pub(crate) fn inflate_cap_for(compressed: u64) -> u64 {
+    compressed
+        .saturating_mul(1032)
+        .saturating_add(INFLATE_SLACK)
 }
 
 #[derive(PartialEq)]
@@ -902,13 +946,15 @@ fn data_err(msg: String) -> io::Error {
 }
 
 impl<R: BufRead> GzipStream<R> {
-    pub(crate) fn new(inner: R, path: PathBuf) -> Self {
+    pub(crate) fn new(inner: R, path: PathBuf, cap: u64) -> Self {
         GzipStream {
             inner,
             path,
             z: Decompress::new(false),
             crc: Crc::new(),
             state: GzState::Header,
+            cap,
+            first_out: Some(0),
         }
     }
 
@@ -995,6 +1041,7 @@ impl<R: BufRead> GzipStream<R> {
                 self.crc.amount()
             )));
         }
+        self.first_out = None;
         // Another member, the end, or trailing garbage.
         let buf = self.inner.fill_buf()?;
         if buf.is_empty() {
@@ -1030,6 +1077,19 @@ impl<R: BufRead> GzipStream<R> {
                     let made = (self.z.total_out() - before_out) as usize;
                     self.inner.consume(used);
                     self.crc.update(&out[..made]);
+                    if let Some(n) = &mut self.first_out {
+                        *n += made as u64;
+                        if *n > self.cap {
+                            let msg = format!(
+                                "corrupt gzip in {}: inflates past {} bytes, more than its \
+                                 trailer says",
+                                self.path.display(),
+                                self.cap
+                            );
+                            self.state = GzState::Failed(msg.clone());
+                            return Err(data_err(msg));
+                        }
+                    }
                     let status = match result {
                         Ok(status) => status,
                         Err(e) => {
@@ -1367,7 +1427,9 @@ impl BackupReader for ZextrasReader {
             .unwrap_or_default();
         let hasher = is_sha256_digest(&expect).then(Sha256::new);
         let inner: Box<dyn Read + Send> = if gz {
-            Box::new(GzipStream::new(r, path.clone()))
+            let cap = inflate_cap(r.get_ref())
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            Box::new(GzipStream::new(r, path.clone(), cap))
         } else {
             Box::new(r)
         };
@@ -1401,8 +1463,9 @@ impl BackupReader for ZextrasReader {
                 }
             }
         }
+        let cap = inflate_cap(&file).map_err(with_path)?;
         let r = BufReader::with_capacity(BLOB_BUF, file);
-        let mut gz = GzipStream::new(r, path.clone());
+        let mut gz = GzipStream::new(r, path.clone(), cap);
         let mut buf = vec![0u8; BLOB_BUF];
         let mut n = 0u64;
         loop {

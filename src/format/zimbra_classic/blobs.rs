@@ -338,7 +338,17 @@ pub fn open_plain(
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", shown.display())))?;
     let gz = head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b;
     if gz {
-        Ok((Box::new(GzipStream::new(r, shown.clone())), shown, true))
+        let compressed = match copy {
+            Copy::File(p) => root.stat(p)?.st_size.max(0) as u64,
+            Copy::Zip { len, .. } => *len,
+            Copy::Missing(_) => 0,
+        };
+        let cap = crate::format::zextras::inflate_cap_for(compressed);
+        Ok((
+            Box::new(GzipStream::new(r, shown.clone(), cap)),
+            shown,
+            true,
+        ))
     } else {
         Ok((r, shown, false))
     }
