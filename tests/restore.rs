@@ -1282,3 +1282,51 @@ fn a_folder_name_the_target_refuses_is_shortened_and_the_job_goes_on() {
         );
     }
 }
+
+#[test]
+fn a_job_during_which_the_daemon_keeps_ending_is_not_resumed_forever() {
+    let s = sample();
+    let mnt = s.dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let control = mnt.join(".control");
+    // A server that accepts and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().take(5) {
+            held.push(c.unwrap());
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let pw = s.dir.path().join("pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    let line = format!(
+        "account {JOHN} last to=imap://u@127.0.0.1:{port}?timeout=3600 password_file={}\n",
+        pw.display()
+    );
+    let mut d = Daemon::start(&s.backup, &mnt, &s.index);
+    std::fs::write(control.join("restore"), &line).unwrap();
+    // Twice the daemon ends while the job waits, with nothing done.
+    for _ in 0..2 {
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let log = std::fs::read_to_string(s.index.with_extension("log")).unwrap_or_default();
+            let status = std::fs::read_to_string(control.join("jobs/1")).unwrap_or_default();
+            panic!("the job did not connect:\n{status}\n{log}");
+        }
+        // (Dropped before the next starts: its drop unmounts the path.)
+        drop(d);
+        d = Daemon::start(&s.backup, &mnt, &s.index);
+    }
+    let status = std::fs::read_to_string(control.join("jobs/1")).unwrap();
+    assert_eq!(state_of(&status), "failed", "{status}");
+    assert!(status.contains("not resumed again"), "{status}");
+    assert!(
+        status.contains("- stats -\nRestored Items: 0\n"),
+        "{status}"
+    );
+    drop(d);
+}
