@@ -1067,6 +1067,11 @@ fn password_files_that_are_no_small_regular_file_of_the_writer_are_refused() {
 /// Add message items to an account of a sample backup (before it is
 /// mounted): `(id, folder id, bytes, Zimbra flag bits)`.
 fn add_messages(s: &Sample, account: &str, items: &[(i64, i64, &[u8], u64)]) {
+    add_messages_dated(s, account, items, 1_373_900_000_000);
+}
+
+/// [`add_messages`] with `date` as the items' date (INTERNALDATE).
+fn add_messages_dated(s: &Sample, account: &str, items: &[(i64, i64, &[u8], u64)], date: i64) {
     let key = s.info.account(account).unwrap().key.clone();
     for (id, folder, bytes, flags) in items {
         let digest = mailbackfs::format::zextras::blob_digest(bytes);
@@ -1077,7 +1082,7 @@ fn add_messages(s: &Sample, account: &str, items: &[(i64, i64, &[u8], u64)]) {
         std::fs::write(dir.join(&digest), gz.finish().unwrap()).unwrap();
         let meta = serde_json::json!([{
             "type": "message", "start_date": 1_373_900_000_000i64, "folder_id": folder,
-            "digest": digest, "size": bytes.len(), "date": 1_373_900_000_000i64,
+            "digest": digest, "size": bytes.len(), "date": date,
             "flags": flags, "tags": [], "subject": "dup", "sender": "x@example.com"
         }]);
         let d = s
@@ -1329,4 +1334,44 @@ fn a_job_during_which_the_daemon_keeps_ending_is_not_resumed_forever() {
         "{status}"
     );
     drop(d);
+}
+
+#[test]
+fn an_internal_date_of_i64_max_does_not_wrap() {
+    let s = sample();
+    let msg: &[u8] = b"Message-ID: <far@example.com>\r\nSubject: far\r\n\r\nfuture\r\n";
+    add_messages_dated(&s, JOHN, &[(9200, 2, msg, 0)], i64::MAX);
+    let md = s.dir.path().join("far-md");
+    let mb = s.dir.path().join("far-mbox");
+    for to in [
+        format!("maildir:{}", md.display()),
+        format!("mbox:{}", mb.display()),
+    ] {
+        let (code, out, err) = cli(&[
+            "restore",
+            s.backup.to_str().unwrap(),
+            "--index",
+            s.index.to_str().unwrap(),
+            &format!("item {JOHN} 9200 to={to}"),
+        ]);
+        assert_eq!(code, 0, "{out}\n{err}");
+    }
+    // The latest date every target can hold, not 1970.
+    let file = support::files_below(&md.join("cur")).pop().unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let mtime = std::fs::metadata(md.join("cur").join(file))
+        .unwrap()
+        .mtime();
+    // 9999-12-31T23:59:59Z, or the latest the file system can store
+    // (ext4: 2446), but never before the epoch.
+    assert!(
+        mtime > 15_000_000_000 && mtime <= 253_402_300_799,
+        "{mtime}"
+    );
+    let mbox = std::fs::read_to_string(mb.join("Inbox")).unwrap();
+    assert!(
+        mbox.starts_with("From MAILER-DAEMON Fri Dec 31 23:59:59 9999\n"),
+        "{mbox}"
+    );
+    assert_eq!(imap_date(253_402_300_799_000), "31-Dec-9999 23:59:59 +0000");
 }

@@ -111,7 +111,12 @@ request to `restore`, e.g.
 TARGET is maildir:PATH (Maildir++), mbox:PATH (one mbox file per folder),
 or imap://USER@HOST:PORT[/PREFIX] (imaps:// for TLS, ?starttls for
 STARTTLS) with password_file=PATH: its first line is the password; it must
-be a regular file of at most 4 KiB owned by you or by root, not a link. DATE is YYYY-MM-DD (end of that UTC day)
+be a regular file of at most 4 KiB owned by you or by root, not a link.
+ca_file=PATH (PEM) adds certificates to trust: CA certificates, or the
+server's own certificate (a self-signed one), which is then trusted as it
+is, pinned, whatever its name and basic constraints say. A query
+?timeout=SECS (after ?starttls, joined with &) sets the deadline of each
+IMAP command (120 s by default). DATE is YYYY-MM-DD (end of that UTC day)
 or an instant such as 2013-07-12T15:03:00Z.
 
 A malformed request makes the write fail with EINVAL and creates no job;
