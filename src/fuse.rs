@@ -143,11 +143,11 @@ impl Filesystem for FuseAdapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let listing = match self.fs.readdir(ino.0) {
+        let listing = match self.fs.readdir_handle(ino.0, fh.0) {
             Ok(l) => l,
             Err(e) => return reply.error(failed("readdir", ino.0, &e)),
         };
@@ -177,11 +177,11 @@ impl Filesystem for FuseAdapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let listing = match self.fs.readdir(ino.0) {
+        let listing = match self.fs.readdir_handle(ino.0, fh.0) {
             Ok(l) => l,
             Err(e) => return reply.error(failed("readdirplus", ino.0, &e)),
         };
@@ -239,6 +239,27 @@ impl Filesystem for FuseAdapter {
             if valid {
                 self.fs.remember(a.ino);
             }
+        }
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(failed("opendir", ino.0, &e)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        if fh.0 != 0 {
+            self.fs.release(fh.0);
         }
         reply.ok();
     }

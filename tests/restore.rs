@@ -1375,3 +1375,57 @@ fn an_internal_date_of_i64_max_does_not_wrap() {
     );
     assert_eq!(imap_date(253_402_300_799_000), "31-Dec-9999 23:59:59 +0000");
 }
+
+/// `ls -l .control/jobs` with 10,000 jobs (timed for the report:
+/// `cargo test --test restore -- --nocapture ten_thousand`).
+#[test]
+fn ls_of_ten_thousand_jobs_lists_them_all() {
+    const JOBS: u64 = 10_000;
+    use mailbackfs::restore::queue::{Job, JobState};
+    let s = sample();
+    let jobs = s.index.join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    let line = format!("item {JOHN} 339 to=maildir:/srv/r");
+    let request = mailbackfs::control::request::parse_request(&line).unwrap();
+    for id in 1..=JOBS {
+        let job = Job {
+            id,
+            line: line.clone(),
+            request: request.clone(),
+            state: JobState::Done,
+            submitted: 1_373_641_380_000,
+            started: Some(1_373_641_380_000),
+            finished: Some(1_373_641_381_000),
+            runs: 1,
+            done: 1,
+            total: 1,
+            report: Some(Default::default()),
+            error: None,
+            done_at_start: 0,
+            stalled: 0,
+        };
+        std::fs::write(
+            jobs.join(format!("{id}.json")),
+            serde_json::to_vec(&job).unwrap(),
+        )
+        .unwrap();
+    }
+    let m = Mount::start(&s.backup, &s.index, &[]);
+    let start = Instant::now();
+    let out = Command::new("ls")
+        .arg("-l")
+        .arg(m.join(".control/jobs"))
+        .output()
+        .unwrap();
+    eprintln!(
+        "ls -l of 10,000 jobs: {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with('-')).count(),
+        JOBS as usize
+    );
+    assert_eq!(job_ids(&m).len(), JOBS as usize);
+}

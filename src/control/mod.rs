@@ -23,6 +23,20 @@ pub trait ControlPlane: Send + Sync {
     fn list(&self, dir: &str) -> Option<Vec<ControlEntry>>;
     /// The current bytes of a file, or `None` when there is no such file.
     fn read(&self, path: &str) -> Option<Vec<u8>>;
+    /// Whether `path` is a directory (asked on every lookup, so without
+    /// listing it).
+    fn is_dir(&self, path: &str) -> bool {
+        self.list(path).is_some()
+    }
+    /// Whether `path` is a file the owner may write (asked for every
+    /// entry listed, so without listing its directory).
+    fn writable(&self, path: &str) -> bool {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        self.list(dir)
+            .unwrap_or_default()
+            .iter()
+            .any(|e| e.name == name && e.writable)
+    }
     /// Take the complete lines (each ended by `\n`) of one `write(2)` to a
     /// writable file. `Err(reason)` makes the write fail with EINVAL and
     /// must change nothing (the reason is kept for `last-error`). `writer`

@@ -127,13 +127,21 @@ impl ControlPlane for QueuePlane {
             ]),
             "jobs" => Some(
                 self.queue
-                    .jobs()
+                    .job_ids()
                     .iter()
-                    .map(|j| file(&j.id.to_string(), false))
+                    .map(|id| file(&id.to_string(), false))
                     .collect(),
             ),
             _ => None,
         }
+    }
+
+    fn is_dir(&self, path: &str) -> bool {
+        matches!(path, "" | "jobs")
+    }
+
+    fn writable(&self, path: &str) -> bool {
+        matches!(path, "restore" | "stop")
     }
 
     fn read(&self, path: &str) -> Option<Vec<u8>> {

@@ -346,6 +346,9 @@ enum OpenFile {
     /// A control file: what it said when opened, its path for writes, and
     /// the start of a line not yet ended by a newline.
     Control(ControlHandle),
+    /// An open control directory: its entries when opened, so reading it
+    /// in many small pieces lists it once.
+    Listing(Arc<Listing>),
 }
 
 struct ControlHandle {
@@ -834,6 +837,15 @@ impl MailFs {
                 }
             }
         }
+        // Control entries are found by their path: listing `jobs/` for
+        // each lookup would make `ls -l` of n jobs cost n².
+        if let Node::Control(dir) = &node {
+            let path = control_join(dir, name);
+            if !self.control.is_dir(&path) && self.control.read(&path).is_none() {
+                return Err(FsError::NotFound);
+            }
+            return self.getattr(self.ino(Node::Control(path)));
+        }
         let listing = self.readdir(parent)?;
         let node = match listing.find(name) {
             Some(entry) => entry.node.clone(),
@@ -1019,7 +1031,7 @@ impl MailFs {
             writable: false,
             volatile: true,
         };
-        if self.control.list(path).is_some() {
+        if self.control.is_dir(path) {
             return Ok(attr);
         }
         let bytes = self.control.read(path).ok_or(FsError::NotFound)?;
@@ -1030,12 +1042,7 @@ impl MailFs {
     }
 
     fn control_writable(&self, path: &str) -> bool {
-        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-        self.control
-            .list(dir)
-            .unwrap_or_default()
-            .iter()
-            .any(|e| e.name == name && e.writable)
+        self.control.writable(path)
     }
 
     fn open_control(&self, ino: u64, path: &str, write: bool) -> FsResult<u64> {
@@ -1120,6 +1127,28 @@ impl MailFs {
         Err(FsError::Invalid(why))
     }
 
+    /// Open a directory: a control directory is listed now, once for all
+    /// the reads of this handle (0: no handle needed).
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        if !matches!(self.node(ino)?, Node::Control(_)) {
+            return Ok(0);
+        }
+        let listing = self.readdir(ino)?;
+        Ok(self.add_handle(OpenFile::Listing(listing)))
+    }
+
+    /// The entries of a directory, from its open handle when it has one.
+    pub fn readdir_handle(&self, ino: u64, fh: u64) -> FsResult<Arc<Listing>> {
+        if fh != 0 {
+            if let Ok(f) = self.handle(fh) {
+                if let OpenFile::Listing(l) = &*f {
+                    return Ok(l.clone());
+                }
+            }
+        }
+        self.readdir(ino)
+    }
+
     /// Whether a handle needs FLUSH at close (only control files do).
     pub fn wants_flush(&self, fh: u64) -> bool {
         self.handle(fh)
@@ -1138,6 +1167,7 @@ impl MailFs {
                 .read_at(&*self.reader, &self.blobs, offset, size as usize)
                 .map_err(|e| self.note_broken(blob.locator(), e)),
             OpenFile::Salvaged(s) => Ok(s.read_at(&*self.reader, offset, size as usize)),
+            OpenFile::Listing(_) => Err(FsError::IsDir),
         }
     }
 

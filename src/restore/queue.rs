@@ -330,6 +330,11 @@ impl RestoreQueue {
         self.shared.jobs.lock().unwrap().values().cloned().collect()
     }
 
+    /// Every job id, in order (cheap: no job is copied).
+    pub fn job_ids(&self) -> Vec<u64> {
+        self.shared.jobs.lock().unwrap().keys().copied().collect()
+    }
+
     pub fn job(&self, id: u64) -> Option<Job> {
         self.shared.jobs.lock().unwrap().get(&id).cloned()
     }
