@@ -1429,3 +1429,67 @@ fn ls_of_ten_thousand_jobs_lists_them_all() {
     );
     assert_eq!(job_ids(&m).len(), JOBS as usize);
 }
+
+/// Run the CLI and return (status, stdout, peak RSS in KiB) of that
+/// process alone (wait4).
+#[allow(clippy::zombie_processes)] // reaped by wait4, which Child cannot do
+fn cli_rss(args: &[&str]) -> (i32, String, i64) {
+    let child = Command::new(support::bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.unwrap(), &mut out).unwrap();
+    let mut status = 0;
+    // SAFETY: waiting for our own child with valid out-pointers.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+    (libc::WEXITSTATUS(status), out, usage.ru_maxrss)
+}
+
+#[test]
+fn planning_a_5000_level_folder_path_stays_small() {
+    let s = sample();
+    const DEPTH: i64 = 5_000;
+    let names: Vec<String> = (0..DEPTH)
+        .map(|i| format!("level {i:05} {}", "x".repeat(48)))
+        .collect();
+    let folders: Vec<(i64, i64, &str)> = (0..DEPTH)
+        .map(|i| {
+            (
+                20_000 + i,
+                if i == 0 { 1 } else { 20_000 + i - 1 },
+                names[i as usize].as_str(),
+            )
+        })
+        .collect();
+    add_folders(&s, JOHN, &folders);
+    let deep: &[u8] = b"Message-ID: <bottom@example.com>\r\nSubject: bottom\r\n\r\nx\r\n";
+    add_messages(&s, JOHN, &[(9300, 20_000 + DEPTH - 1, deep, 0)]);
+    let out = s.dir.path().join("deep-md");
+    let (code, stdout, rss) = cli_rss(&[
+        "restore",
+        s.backup.to_str().unwrap(),
+        "--index",
+        s.index.to_str().unwrap(),
+        &format!("account {JOHN} last to=maildir:{}", out.display()),
+    ]);
+    eprintln!(
+        "restore of a {DEPTH}-level path: peak RSS {} MiB",
+        rss / 1024
+    );
+    // The job ran to its end: the bottom folder cannot be a Maildir++
+    // folder (its name is far longer than 255 bytes), so that message is
+    // unrestored, with the target's words; everything else is restored.
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("Unrestored Items: 1\n"), "{stdout}");
+    assert!(
+        stdout.contains("9300: rejected by the target: folder "),
+        "{stdout}"
+    );
+    // Paths of every depth held at once would be 5000²/2 names: 1.4 GB.
+    assert!(rss < 300 * 1024, "peak RSS {} MiB", rss / 1024);
+}
