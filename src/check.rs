@@ -9,7 +9,7 @@
 //! that no state references are orphans. Blobs are verified in parallel, one
 //! thread per core, with a progress bar on a terminal.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -21,7 +21,8 @@ use serde::Serialize;
 
 use crate::format::BackupReader;
 use crate::fs::salvage::{kind_of, malformed};
-use crate::model::BlobRef;
+use crate::fs::tree::{folder_cycles, FolderCycle, FolderPlace};
+use crate::model::{BlobRef, Item, ItemId, ItemKind};
 
 /// What to check.
 #[derive(Clone, Debug, Default)]
@@ -40,7 +41,7 @@ pub struct CheckOptions {
 pub struct Problem {
     /// `malformed metadata`, `missing blob`, `unreadable blob`,
     /// `corrupt gzip`, `truncated gzip`, `digest mismatch`, `size mismatch`,
-    /// `account`.
+    /// `folder cycle`, `account`.
     pub kind: String,
     /// The item's label (its id), when the problem is an item's.
     pub item: Option<String>,
@@ -72,6 +73,9 @@ pub struct Orphan {
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub format: String,
+    /// Problems of the backup as a whole (an unreadable account list, an
+    /// account without a usable data file, duplicate entries).
+    pub backup_problems: Vec<String>,
     pub accounts: Vec<AccountReport>,
     /// Whether orphans were looked for (all accounts checked, and the format
     /// can list its blobs).
@@ -100,18 +104,20 @@ impl Report {
     /// The human-readable report.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
+        for p in &self.backup_problems {
+            out.push_str(&format!("backup: {}\n", printable(p)));
+        }
         for a in &self.accounts {
+            let (name, key) = (printable(&a.name), printable(&a.key));
             if a.problems.is_empty() {
                 out.push_str(&format!(
-                    "{} ({}): ok, {} items, {} blobs\n",
-                    a.name, a.key, a.items, a.blobs
+                    "{name} ({key}): ok, {} items, {} blobs\n",
+                    a.items, a.blobs
                 ));
                 continue;
             }
             out.push_str(&format!(
-                "{} ({}): {} problem(s), {} items, {} blobs\n",
-                a.name,
-                a.key,
+                "{name} ({key}): {} problem(s), {} items, {} blobs\n",
                 a.problems.len(),
                 a.items,
                 a.blobs
@@ -120,18 +126,20 @@ impl Report {
                 let item = p
                     .item
                     .as_ref()
-                    .map(|i| format!("item {i}: "))
+                    .map(|i| format!("item {}: ", printable(i)))
                     .unwrap_or_default();
-                out.push_str(&format!("  {item}{}: {}\n", p.kind, p.detail));
+                out.push_str(&format!(
+                    "  {item}{}: {}\n",
+                    printable(&p.kind),
+                    printable(&p.detail)
+                ));
             }
         }
         if self.orphans_checked {
             out.push_str(&format!("orphan blobs: {}\n", self.orphans.len()));
             for o in &self.orphans {
-                out.push_str(&format!(
-                    "  {}\n",
-                    o.path.clone().unwrap_or_else(|| o.digest.clone())
-                ));
+                let shown = o.path.as_deref().unwrap_or(&o.digest);
+                out.push_str(&format!("  {}\n", printable(shown)));
             }
         } else {
             out.push_str("orphan blobs: not looked for (only when every account is checked)\n");
@@ -153,6 +161,28 @@ impl Report {
         ));
         out
     }
+}
+
+/// `s` safe to print on a terminal: control characters (escape sequences,
+/// newlines, NUL) as `\xNN` / `\u{NNNN}`, and `\` itself as `\\`, so that
+/// a hostile name can neither forge report lines nor drive the terminal.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.push_str(&format!("\\u{{{:04x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// One referenced blob and who references it.
@@ -200,6 +230,41 @@ fn bar(show: bool, len: Option<u64>, template: &str) -> ProgressBar {
 }
 
 /// Check the backup `reader` reads.
+/// The places in the tree a folder item ever had; `None` for other items.
+fn folder_places(item: &Item) -> Option<Vec<FolderPlace>> {
+    if !item.states.iter().any(|s| s.kind == Some(ItemKind::Folder)) {
+        return None;
+    }
+    Some(
+        item.states
+            .iter()
+            .map(|s| FolderPlace {
+                start: s.start,
+                end: s.end,
+                deleted: s.deleted,
+                parent: s.folder_id,
+            })
+            .collect(),
+    )
+}
+
+/// A parent cycle hides nothing (the views break it), but the backup is
+/// not coherent: say where.
+fn cycle_problem(cycle: &FolderCycle) -> Problem {
+    let ids: Vec<String> = cycle.folders.iter().map(|f| f.to_string()).collect();
+    Problem {
+        kind: "folder cycle".into(),
+        item: cycle.folders.first().map(|f| f.to_string()),
+        blob: None,
+        detail: format!(
+            "folders {} are each other's parents from {} on; shown under unknown_{}",
+            ids.join(" -> "),
+            crate::timeline::format_instant(cycle.since),
+            ids[0]
+        ),
+    }
+}
+
 pub fn run(reader: &dyn BackupReader, opts: &CheckOptions) -> Result<Report> {
     let started = Instant::now();
     let entries = reader.list_accounts()?;
@@ -230,10 +295,14 @@ pub fn run(reader: &dyn BackupReader, opts: &CheckOptions) -> Result<Report> {
             problems: Vec::new(),
         };
         let mut uses: Vec<(String, BlobRef, String, Option<u64>)> = Vec::new();
+        let mut folders: BTreeMap<ItemId, Vec<FolderPlace>> = BTreeMap::new();
         meta_bar.set_message(entry.key.clone());
         let account = match reader.read_account(&entry.key, &mut |item| {
             report.items += 1;
             meta_bar.inc(1);
+            if let Some(places) = folder_places(&item) {
+                folders.insert(item.id, places);
+            }
             if let Some(err) = &item.error {
                 report.problems.push(Problem {
                     kind: "malformed metadata".into(),
@@ -289,6 +358,9 @@ pub fn run(reader: &dyn BackupReader, opts: &CheckOptions) -> Result<Report> {
                 blob: None,
                 detail: p.clone(),
             });
+        }
+        for cycle in folder_cycles(&folders) {
+            report.problems.push(cycle_problem(&cycle));
         }
         let mut own: HashSet<String> = HashSet::new();
         for (locator, blob, label, size) in uses {
@@ -409,9 +481,13 @@ pub fn run(reader: &dyn BackupReader, opts: &CheckOptions) -> Result<Report> {
     for a in &mut accounts {
         a.problems.sort();
     }
-    let problems = accounts.iter().map(|a| a.problems.len()).sum::<usize>() + orphans.len();
+    let backup_problems = reader.problems();
+    let problems = accounts.iter().map(|a| a.problems.len()).sum::<usize>()
+        + orphans.len()
+        + backup_problems.len();
     Ok(Report {
         format: reader.format_name().to_string(),
+        backup_problems,
         accounts,
         orphans_checked,
         orphans,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use mailbackfs::catalog;
 use mailbackfs::format::FormatChoice;
 use mailbackfs::mount::{self, MountOptions};
 use mailbackfs::timeline::format_instant;
@@ -423,6 +424,13 @@ fn accounts(backup: &BackupArgs, json: bool) -> Result<()> {
             }
         }
     }
+    for note in opened.reader.notes() {
+        if json {
+            println!("{}", serde_json::json!({ "note": note }));
+        } else {
+            println!("{note}");
+        }
+    }
     Ok(())
 }
 
@@ -439,14 +447,9 @@ fn mountd_path() -> PathBuf {
 /// Start the mount daemon detached and return once the mount answers.
 fn mount_in_background(opts: &MountOptions) -> Result<()> {
     let index_dir = mount::index_dir(&opts.backup, opts.index.as_deref())?;
-    std::fs::create_dir_all(&index_dir)
-        .with_context(|| format!("creating {}", index_dir.display()))?;
+    catalog::private::create_dir(&index_dir)?;
     let log_path = index_dir.join("mountd.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log = catalog::private::append_file(&log_path)?;
     let mut cmd = Command::new(mountd_path());
     cmd.arg(&opts.backup)
         .arg(&opts.mountpoint)
@@ -496,6 +499,7 @@ fn format_arg(f: FormatChoice) -> &'static str {
         FormatChoice::Auto => "auto",
         FormatChoice::Zextras => "zextras",
         FormatChoice::Cyrus => "cyrus",
+        FormatChoice::ZimbraClassic => "zimbra-classic",
     }
 }
 

@@ -604,10 +604,8 @@ impl SampleBuilder {
                     title,
                     folder_id: last.get("folder_id").and_then(Value::as_i64).unwrap_or(0),
                     deleted,
-                    flags: live
-                        .get("flags")
-                        .map(|f| flag_words(parse_flags(f)))
-                        .unwrap_or_default(),
+                    // An absent `flags` is 0: read.
+                    flags: flag_words(live.get("flags").map(parse_flags).unwrap_or(0)),
                     content: digest.as_ref().and_then(|d| self.contents.get(d).cloned()),
                     digest,
                     states: states.len(),
@@ -1092,7 +1090,8 @@ pub fn write_tolerance_fixture(dir: &Path) -> Result<ToleranceInfo> {
         states: 1,
         folder_id: Some(2),
         deleted: false,
-        flags: vec![],
+        // No `flags` key: 0, read.
+        flags: vec!["\\Seen".to_string()],
         subject: None,
         name: None,
         first_start: None,
@@ -1163,6 +1162,7 @@ pub fn write_tolerance_fixture(dir: &Path) -> Result<ToleranceInfo> {
         "kebab/upper keys, numeric type, digit-string flags, RFC 3339 with offset",
     );
     x.subject = Some("kebab".into());
+    x.flags = vec![]; // 512: UNREAD
     x.first_start = Some(t0 + 250);
     x.last_start = Some(t0 + 250);
     x.digest = Some(d);

@@ -1,6 +1,8 @@
 //! Read queries on the catalogue: what the filesystem, restores and the CLI
 //! ask of it.
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use rusqlite::{params, Row};
 
@@ -43,6 +45,16 @@ pub struct StateRow {
     pub flags: String,
     pub tags: String,
     pub fields: Option<String>,
+}
+
+/// A deleted item: the state `deleted/` shows and the deletion state.
+#[derive(Clone, Debug)]
+pub struct DeletedItem {
+    /// The last state before the deletion: bytes, size, mtime, flags, tags
+    /// and `.state_start` come from it.
+    pub shown: StateRow,
+    /// The deletion: its start is `.deleted_at`, its folder the place shown.
+    pub deletion: StateRow,
 }
 
 /// An item whose metadata could not be read.
@@ -211,6 +223,35 @@ impl Catalog {
             ),
             [account],
         )
+    }
+
+    /// Deleted file items as `deleted/` shows them: each item's last state
+    /// before its deletion (the deletion state itself when there is none),
+    /// with the deletion state.
+    pub fn deleted_items_shown(&self, account: i64) -> Result<Vec<DeletedItem>> {
+        let before: HashMap<ItemId, StateRow> = self
+            .states_where(
+                &format!(
+                    "s.account_id=?1 AND s.deleted=0 AND s.kind IN {FILE_KINDS} AND s.seq = (
+                       SELECT MAX(p.seq) FROM states p WHERE p.account_id=s.account_id
+                         AND p.item_id=s.item_id AND p.deleted=0 AND p.seq < (
+                           SELECT d.seq FROM states d WHERE d.account_id=s.account_id
+                             AND d.item_id=s.item_id AND d.last=1 AND d.deleted=1))"
+                ),
+                [account],
+            )?
+            .into_iter()
+            .map(|r| (r.item_id, r))
+            .collect();
+        let mut out = Vec::new();
+        for deletion in self.deleted_items(account)? {
+            let shown = before
+                .get(&deletion.item_id)
+                .cloned()
+                .unwrap_or_else(|| deletion.clone());
+            out.push(DeletedItem { shown, deletion });
+        }
+        Ok(out)
     }
 
     /// Every state of every file item grouped under one `history/` key.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use lru::LruCache;
 
-use crate::catalog::{AccountRow, Catalog, StateRow};
+use crate::catalog::{AccountRow, Catalog, DeletedItem, StateRow};
 use crate::control::{ControlPlane, ReadmeOnly};
 use crate::format::BackupReader;
 use crate::model::{ItemId, ItemKind, Millis, VIEW_ROOT};
@@ -328,19 +328,28 @@ pub struct MailFs {
     next_fh: Mutex<u64>,
     /// Blobs found damaged while reading, with why.
     broken: Mutex<HashMap<String, String>>,
-    mount_time: Millis,
+    /// The newest instant of the backup: the mtime of directories that
+    /// stand for no instant of their own, so that every view is a function
+    /// of the backup alone (not of when it was mounted).
+    backup_time: Millis,
     control: Arc<dyn ControlPlane>,
 }
 
-/// `deleted/` of one account: directories by index (1 is the root).
+/// `deleted/` of one account: directories by index (1 is the root). Files
+/// are the last states before each deletion; `deleted_at` holds the
+/// deletion instants by item.
 struct DeletedTree {
     children: HashMap<ItemId, Vec<(String, ItemId)>>,
     files: HashMap<ItemId, Vec<StateRow>>,
+    deleted_at: HashMap<ItemId, Millis>,
 }
 
 /// What an open file reads from.
 enum OpenFile {
     Blob(OpenBlob),
+    /// A state's blob in `history/`: should it fail only its digest, the
+    /// stored bytes are served from the salvage stream instead of EIO.
+    HistoryBlob(OpenBlob, Mutex<Option<SalvageFile>>),
     Bytes(Arc<Vec<u8>>),
     Salvaged(SalvageFile),
     /// A control file: what it said when opened, its path for writes, and
@@ -367,6 +376,7 @@ impl MailFs {
         opts: FsOptions,
     ) -> FsResult<MailFs> {
         let accounts = catalog.accounts()?;
+        let backup_time = accounts.iter().filter_map(|a| a.last_ts).max().unwrap_or(0);
         let fs = MailFs {
             catalog,
             reader,
@@ -384,7 +394,7 @@ impl MailFs {
             open_files: Mutex::new(HashMap::new()),
             next_fh: Mutex::new(1),
             broken: Mutex::new(HashMap::new()),
-            mount_time: chrono::Utc::now().timestamp_millis(),
+            backup_time,
             control: Arc::new(ReadmeOnly::default()),
         };
         let root = fs.ino(Node::Root);
@@ -653,11 +663,7 @@ impl MailFs {
                 .put((acct, row.item_id, row.seq), Arc::new(row.clone()));
             let mut name = name_of(&row);
             if !taken.insert(name.clone()) {
-                name = names::cut_utf8(
-                    &format!("{}~{}~{}", name, row.item_id, row.seq),
-                    names::NAME_MAX,
-                )
-                .to_string();
+                name = names::with_suffix(&name, &format!("~{}~{}", row.item_id, row.seq));
                 taken.insert(name.clone());
             }
             let alias = names::item_alias_name(&row);
@@ -694,15 +700,18 @@ impl MailFs {
         let mut tree = DeletedTree {
             children: HashMap::from([(VIEW_ROOT, Vec::new())]),
             files: HashMap::new(),
+            deleted_at: HashMap::new(),
         };
         let mut by_path: HashMap<Vec<String>, ItemId> = HashMap::from([(Vec::new(), VIEW_ROOT)]);
         let mut next = VIEW_ROOT + 1;
-        for row in self.catalog.deleted_items(acct)? {
+        for DeletedItem { shown, deletion } in self.catalog.deleted_items_shown(acct)? {
             // The folder path the item had just before it was deleted.
-            let path = match row.folder_id {
-                Some(f) => folders.path_at(f, row.start - 1),
+            let path = match deletion.folder_id {
+                Some(f) => folders.path_at(f, deletion.start - 1),
                 None => Vec::new(),
             };
+            tree.deleted_at.insert(deletion.item_id, deletion.start);
+            let row = shown;
             let mut cur = VIEW_ROOT;
             for depth in 1..=path.len() {
                 let prefix = path[..depth].to_vec();
@@ -854,6 +863,11 @@ impl MailFs {
         self.getattr(self.ino(node))
     }
 
+    /// The newest instant of an account's backup (the backup's, if none).
+    fn account_time(&self, acct: i64) -> FsResult<Millis> {
+        Ok(self.account(acct)?.last_ts.unwrap_or(self.backup_time))
+    }
+
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
         let node = self.node(ino)?;
         let dir = |mtime| Attr {
@@ -865,22 +879,23 @@ impl MailFs {
             volatile: false,
         };
         match &node {
-            Node::Root | Node::HistoryItem { .. } => Ok(dir(self.mount_time)),
-            Node::Account(acct) => Ok(dir(self.account(*acct)?.last_ts.unwrap_or(self.mount_time))),
+            Node::Root => Ok(dir(self.backup_time)),
             Node::Dir {
                 view: View::Time(PointInTime::At(t)),
                 ..
             } => Ok(dir(*t)),
-            Node::Dir { .. } => Ok(dir(self.mount_time)),
+            Node::Account(acct) | Node::Dir { acct, .. } | Node::HistoryItem { acct, .. } => {
+                Ok(dir(self.account_time(*acct)?))
+            }
             Node::Control(path) => self.control_attr(ino, path),
             Node::Salvaged {
                 acct, item, seq, ..
             } => self.salvage_attr(ino, *acct, *item, *seq),
-            Node::ErrorFile { .. } => Ok(Attr {
+            Node::ErrorFile { acct, .. } => Ok(Attr {
                 ino,
                 kind: EntryKind::File,
                 size: 0,
-                mtime: self.mount_time,
+                mtime: self.account_time(*acct)?,
                 writable: false,
                 volatile: false,
             }),
@@ -895,6 +910,11 @@ impl MailFs {
                 let history_deleted = row.deleted && *view == View::History;
                 let size = match self.content_of(&row) {
                     _ if history_deleted => 0,
+                    // history/ serves the stored bytes of a digest mismatch.
+                    Err(_) if *view == View::History && self.fails_only_digest(&row) => {
+                        let blob = row.blob.as_ref().ok_or(FsError::NotFound)?;
+                        self.salvage_sizes.size(&*self.reader, blob)
+                    }
                     Ok(Content::Blob(_, size)) => size,
                     Ok(Content::Bytes(b)) => b.len() as u64,
                     Ok(Content::Empty) => 0,
@@ -933,7 +953,7 @@ impl MailFs {
         }
         let size = self
             .sizes
-            .get_or(blob, || self.reader.blob_len(blob, row.size))
+            .get_or(blob, row.size, || self.reader.blob_len(blob, row.size))
             .map_err(|e| self.note_broken(&blob.locator, e))?;
         if matches!(row.kind, ItemKind::Appointment | ItemKind::Task) {
             let ics = self
@@ -986,6 +1006,8 @@ impl MailFs {
                 let row = self.state_row(*acct, *item, *seq)?;
                 if row.deleted && *view == View::History {
                     OpenFile::Bytes(Arc::new(Vec::new()))
+                } else if *view == View::History {
+                    self.open_history_state(&row)?
                 } else {
                     match self.content_of(&row)? {
                         Content::Blob(blob, size) => OpenFile::Blob(OpenBlob::new(blob, size)),
@@ -1010,6 +1032,38 @@ impl MailFs {
             _ => return Err(FsError::IsDir),
         };
         Ok(self.add_handle(file))
+    }
+
+    /// A state's file in `history/`: like any view, except that a blob
+    /// that fails only its digest serves its stored bytes.
+    fn open_history_state(&self, row: &StateRow) -> FsResult<OpenFile> {
+        match self.content_of(row) {
+            Err(_) if self.fails_only_digest(row) => {
+                let blob = row.blob.clone().ok_or(FsError::NotFound)?;
+                let size = self.salvage_sizes.size(&*self.reader, &blob);
+                Ok(OpenFile::Salvaged(SalvageFile::new(blob, size)))
+            }
+            Err(e) => Err(e),
+            Ok(Content::Blob(blob, size)) => Ok(OpenFile::HistoryBlob(
+                OpenBlob::new(blob, size),
+                Mutex::new(None),
+            )),
+            Ok(Content::Bytes(b)) => Ok(OpenFile::Bytes(b)),
+            Ok(Content::Empty) => Ok(OpenFile::Bytes(Arc::new(Vec::new()))),
+        }
+    }
+
+    /// Whether the state's blob is known to fail its digest check and
+    /// nothing else (its stored bytes decompress cleanly).
+    fn fails_only_digest(&self, row: &StateRow) -> bool {
+        let Some(blob) = &row.blob else {
+            return false;
+        };
+        self.broken
+            .lock()
+            .unwrap()
+            .get(&blob.locator)
+            .is_some_and(|why| salvage::kind_is(why, salvage::DIGEST_MISMATCH))
     }
 
     fn add_handle(&self, file: OpenFile) -> u64 {
@@ -1166,6 +1220,23 @@ impl MailFs {
             OpenFile::Blob(blob) => blob
                 .read_at(&*self.reader, &self.blobs, offset, size as usize)
                 .map_err(|e| self.note_broken(blob.locator(), e)),
+            OpenFile::HistoryBlob(blob, stored) => {
+                match blob.read_at(&*self.reader, &self.blobs, offset, size as usize) {
+                    Ok(bytes) => Ok(bytes),
+                    Err(e) => {
+                        let err = self.note_broken(blob.locator(), e);
+                        if !matches!(&err, FsError::Io(why) if salvage::kind_is(why, salvage::DIGEST_MISMATCH))
+                        {
+                            return Err(err);
+                        }
+                        let mut stored = stored.lock().unwrap();
+                        let s = stored.get_or_insert_with(|| {
+                            SalvageFile::new(blob.blob().clone(), blob.size())
+                        });
+                        Ok(s.read_at(&*self.reader, offset, size as usize))
+                    }
+                }
+            }
             OpenFile::Salvaged(s) => Ok(s.read_at(&*self.reader, offset, size as usize)),
             OpenFile::Listing(_) => Err(FsError::IsDir),
         }
@@ -1217,13 +1288,19 @@ impl MailFs {
                     out.push(("flags".into(), row.flags.clone()));
                 }
                 out.push(("tags".into(), row.tags.clone()));
-                if let Some(d) = row.blob.as_ref().and_then(|b| b.digest.clone()) {
+                // A deletion in history/ is an empty file: the blob the
+                // catalogue carries over from the state before is not its own.
+                let blob = row
+                    .blob
+                    .as_ref()
+                    .filter(|_| !(row.deleted && *view == View::History));
+                if let Some(d) = blob.and_then(|b| b.digest.clone()) {
                     out.push(("digest".into(), d));
                 }
-                if row.deleted && matches!(view, View::Deleted | View::History) {
-                    out.push(("deleted_at".into(), timeline::format_instant(row.start)));
+                if let Some(at) = self.deleted_at(*acct, *view, &row)? {
+                    out.push(("deleted_at".into(), timeline::format_instant(at)));
                 }
-                if let Some(blob) = &row.blob {
+                if let Some(blob) = blob {
                     // Finds what is cheaply knowable (missing, unreadable,
                     // a size that made the reader decompress) if not yet known.
                     let _ = self.content_of(&row);
@@ -1249,6 +1326,21 @@ impl MailFs {
             .into_iter()
             .map(|(k, v)| (format!("user.mailbackfs.{k}"), v.into_bytes()))
             .collect())
+    }
+
+    /// When the item of a file in `deleted/` or `history/` was deleted:
+    /// `deleted/` shows the state before the deletion, `history/` the
+    /// deletion state itself.
+    fn deleted_at(&self, acct: i64, view: View, row: &StateRow) -> FsResult<Option<Millis>> {
+        Ok(match view {
+            View::History => row.deleted.then_some(row.start),
+            View::Deleted => self
+                .deleted_tree(acct)?
+                .deleted_at
+                .get(&row.item_id)
+                .copied(),
+            View::Time(_) => None,
+        })
     }
 
     pub fn getxattr(&self, ino: u64, name: &str) -> FsResult<Vec<u8>> {

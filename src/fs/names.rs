@@ -21,6 +21,13 @@ pub fn cut_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// `name` followed by `suffix` (a `~<id>` that tells siblings apart), the
+/// name cut so that the suffix always fits in [`NAME_MAX`] bytes: cutting
+/// the suffix instead would give two siblings one name again.
+pub fn with_suffix(name: &str, suffix: &str) -> String {
+    format!("{}{suffix}", cut_utf8(name, NAME_MAX - suffix.len()))
+}
+
 fn is_forbidden(c: char) -> bool {
     c == '/' || c == '\0' || c.is_control()
 }
@@ -140,15 +147,28 @@ pub fn contact_name(row: &StateRow) -> String {
 }
 
 /// `339-Service_mailboxd_started.eml`: label, slug, extension.
+///
+/// A listed name always has the `-`, so that it never equals the unlisted
+/// alias `339.eml`: a subject that leaves no slug gives `no_subject`, a
+/// contact or document name that leaves none gives `unnamed`.
 pub fn item_file_name(row: &StateRow) -> String {
     let ext = extension(row.kind, row.name.as_deref());
-    let slug = slug(&slug_source(row));
-    let mut name = sanitize_component(&row.label, &row.item_id.to_string());
-    if !slug.is_empty() {
-        name.push('-');
-        name.push_str(&slug);
+    let mut slug = slug(&slug_source(row));
+    if slug.is_empty() {
+        slug = empty_slug(row.kind).to_string();
     }
+    let mut name = sanitize_component(&row.label, &row.item_id.to_string());
+    name.push('-');
+    name.push_str(&slug);
     finish_name(name, ext.as_deref())
+}
+
+/// The slug of an item whose subject or name leaves none.
+fn empty_slug(kind: ItemKind) -> &'static str {
+    match kind {
+        ItemKind::Contact | ItemKind::Document => "unnamed",
+        _ => "no_subject",
+    }
 }
 
 /// `339.eml`: the alias that resolves but is not listed.
@@ -196,6 +216,57 @@ mod tests {
         let s = sanitize_component(&long, "5");
         assert!(s.len() <= NAME_MAX && s.chars().all(|c| c == 'é'));
         assert_eq!(sanitize_component("a\u{85}b", "1"), "a_b");
+    }
+
+    fn row(kind: ItemKind, subject: Option<&str>, name: Option<&str>) -> StateRow {
+        StateRow {
+            item_id: 295,
+            seq: 0,
+            label: "295".into(),
+            history_key: "295".into(),
+            start: 0,
+            eff_end: None,
+            last: true,
+            deleted: false,
+            kind,
+            folder_id: Some(2),
+            name: name.map(String::from),
+            subject: subject.map(String::from),
+            blob: None,
+            size: None,
+            date: None,
+            flags: String::new(),
+            tags: String::new(),
+            fields: None,
+        }
+    }
+
+    #[test]
+    fn names_without_a_slug_keep_the_dash() {
+        for subject in [None, Some(""), Some(".."), Some("!!! ???"), Some("🎉")] {
+            let r = row(ItemKind::Message, subject, None);
+            assert_eq!(item_file_name(&r), "295-no_subject.eml", "{subject:?}");
+            assert_eq!(item_alias_name(&r), "295.eml");
+        }
+        let r = row(ItemKind::Appointment, Some("--"), None);
+        assert_eq!(item_file_name(&r), "295-no_subject.ics");
+        let r = row(ItemKind::Contact, None, Some("..."));
+        assert_eq!(item_file_name(&r), "295-unnamed.vcf");
+        let r = row(ItemKind::Document, None, Some("..pdf"));
+        assert_eq!(item_file_name(&r), "295-unnamed.pdf");
+        let r = row(ItemKind::Document, None, None);
+        assert_eq!(item_file_name(&r), "295-unnamed");
+    }
+
+    #[test]
+    fn suffixes_survive_the_length_cut() {
+        let long = "x".repeat(300);
+        let first = sanitize_component(&long, "5");
+        let second = with_suffix(&first, "~261");
+        assert_eq!(second.len(), NAME_MAX);
+        assert!(second.ends_with("~261") && second != first);
+        let e = with_suffix(&"é".repeat(127), "~7");
+        assert!(e.len() <= NAME_MAX && e.ends_with("é~7"));
     }
 
     #[test]

@@ -23,6 +23,14 @@ pub const SUFFIX: &str = ".salvaged";
 /// Size of every read pulled from a salvaged blob's stream.
 const CHUNK: usize = 64 * 1024;
 
+/// The error kind of a blob whose bytes decompress but hash wrong.
+pub const DIGEST_MISMATCH: &str = "digest mismatch";
+
+/// Whether an error value (from [`describe`]) is of damage `kind`.
+pub fn kind_is(why: &str, kind: &str) -> bool {
+    why.starts_with(kind)
+}
+
 /// The kind of damage an error of `open_blob`/`blob_len` reports, as the
 /// `user.mailbackfs.error` value names it.
 pub fn kind_of(e: &io::Error) -> &'static str {

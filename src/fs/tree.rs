@@ -4,13 +4,16 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::catalog::StateRow;
-use crate::fs::names::sanitize_component;
+use crate::fs::names::{sanitize_component, with_suffix};
 use crate::model::{ItemId, Millis, MAILBOX_ROOT, VIEW_ROOT};
 use crate::timeline::valid_at;
 
 /// Every recorded state of every folder of one account.
 pub struct FolderTimeline {
     states: HashMap<ItemId, Vec<StateRow>>,
+    /// Folders by every name they ever had (as shown): the only ones that
+    /// can ever be siblings with one name.
+    by_name: HashMap<String, Vec<ItemId>>,
 }
 
 /// A folder as it is at one instant.
@@ -22,10 +25,16 @@ struct FolderAt<'a> {
 impl FolderTimeline {
     pub fn new(rows: Vec<StateRow>) -> FolderTimeline {
         let mut states: HashMap<ItemId, Vec<StateRow>> = HashMap::new();
+        let mut by_name: HashMap<String, Vec<ItemId>> = HashMap::new();
         for r in rows {
+            let name = sanitize_component(r.name.as_deref().unwrap_or(""), &r.item_id.to_string());
+            let ids = by_name.entry(name).or_default();
+            if !ids.contains(&r.item_id) {
+                ids.push(r.item_id);
+            }
             states.entry(r.item_id).or_default().push(r);
         }
-        FolderTimeline { states }
+        FolderTimeline { states, by_name }
     }
 
     fn at(&self, id: ItemId, t: Millis) -> Option<FolderAt<'_>> {
@@ -37,9 +46,9 @@ impl FolderTimeline {
     }
 
     /// Where folder `id` hangs at `t`: its ancestors from the view root,
-    /// or `None` when it is hidden (under the mailbox root only, or in a
-    /// cycle). An ancestor with no valid state becomes `Unknown` at the
-    /// root.
+    /// or `None` when it is hidden (under the mailbox root only). An
+    /// ancestor with no valid state, or the lowest folder of a parent
+    /// cycle, becomes `Unknown` at the root.
     fn placement(&self, id: ItemId, t: Millis) -> Option<Placement> {
         let mut chain = vec![id];
         let mut seen = HashSet::from([id]);
@@ -56,8 +65,7 @@ impl FolderTimeline {
             };
             let parent = f.parent.unwrap_or(VIEW_ROOT);
             if !seen.insert(parent) {
-                log::warn!("folder {id} is in a parent cycle at {t}; not shown");
-                return None;
+                return Some(break_cycle(chain, parent));
             }
             chain.push(parent);
             cur = parent;
@@ -82,18 +90,55 @@ impl FolderTimeline {
             Some(Placement::Root(chain)) => chain
                 .into_iter()
                 .chain([id])
-                .map(|f| self.display_name(f, t))
+                .map(|f| self.shown_name(f, t))
                 .collect(),
-            Some(Placement::Unknown(u, _)) if u == id => vec![unknown_name(id)],
-            Some(Placement::Unknown(u, chain)) => std::iter::once(unknown_name(u))
-                .chain(
-                    chain
-                        .into_iter()
-                        .chain([id])
-                        .map(|f| self.display_name(f, t)),
-                )
+            Some(Placement::Unknown(u, _)) if u == id => vec![self.shown_unknown(id, t)],
+            Some(Placement::Unknown(u, chain)) => std::iter::once(self.shown_unknown(u, t))
+                .chain(chain.into_iter().chain([id]).map(|f| self.shown_name(f, t)))
                 .collect(),
-            None => vec![unknown_name(id)],
+            None => vec![self.shown_unknown(id, t)],
+        }
+    }
+
+    /// The name of the `unknown_<u>` directory at the view root at `t`:
+    /// `~<u>` is added when a folder with a lower id is named so there (as
+    /// in [`ViewTree::build`], where lower ids keep their names).
+    fn shown_unknown(&self, u: ItemId, t: Millis) -> String {
+        let name = unknown_name(u);
+        let taken = self.by_name.get(&name).into_iter().flatten().any(|&o| {
+            o < u
+                && self
+                    .at(o, t)
+                    .is_some_and(|f| f.parent.unwrap_or(VIEW_ROOT) == VIEW_ROOT)
+                && self.display_name(o, t) == name
+        });
+        if taken {
+            with_suffix(&name, &format!("~{u}"))
+        } else {
+            name
+        }
+    }
+
+    /// The name folder `id` has in the view at `t`: its display name, with
+    /// `~<id>` when a sibling with a lower id has that name (as in
+    /// [`ViewTree::build`]).
+    fn shown_name(&self, id: ItemId, t: Millis) -> String {
+        let name = self.display_name(id, t);
+        let Some(parent) = self.at(id, t).map(|f| f.parent.unwrap_or(VIEW_ROOT)) else {
+            return name;
+        };
+        let taken = self.by_name.get(&name).into_iter().flatten().any(|&o| {
+            o < id
+                && self
+                    .at(o, t)
+                    .is_some_and(|f| f.parent.unwrap_or(VIEW_ROOT) == parent)
+                && self.display_name(o, t) == name
+                && self.placement(o, t).is_some()
+        });
+        if taken {
+            with_suffix(&name, &format!("~{id}"))
+        } else {
+            name
         }
     }
 
@@ -103,6 +148,81 @@ impl FolderTimeline {
             None => unknown_name(id),
         }
     }
+}
+
+/// Where a folder hangs whose chain of parents `chain` (`[id, parent, ...]`)
+/// runs back into `again`: the cycle is broken at its lowest folder id,
+/// which hangs at the view root as `unknown_<id>` with the rest of the
+/// cycle below it, like a folder whose parent is missing. Nothing in a
+/// cycle is hidden.
+fn break_cycle(mut chain: Vec<ItemId>, again: ItemId) -> Placement {
+    let start = chain.iter().position(|&c| c == again).unwrap_or(0);
+    let lowest = chain[start..].iter().copied().min().unwrap_or(again);
+    let at = chain.iter().position(|&c| c == lowest).unwrap_or(0);
+    chain.truncate(at + 1);
+    Placement::Unknown(lowest, ancestors(chain))
+}
+
+/// A parent cycle among the folders valid at one instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderCycle {
+    /// The folders of the cycle, lowest id first, then following parents.
+    pub folders: Vec<ItemId>,
+    /// The first instant (a folder state's start) at which it was seen.
+    pub since: Millis,
+}
+
+/// One recorded state of a folder, as far as its place in the tree goes.
+#[derive(Clone, Copy, Debug)]
+pub struct FolderPlace {
+    pub start: Millis,
+    pub end: Option<Millis>,
+    pub deleted: bool,
+    pub parent: Option<ItemId>,
+}
+
+/// Every distinct parent cycle the folders ever form, looked at each
+/// instant a folder state starts (`check` reports them). `folders` holds
+/// each folder's states sorted by start.
+pub fn folder_cycles(folders: &BTreeMap<ItemId, Vec<FolderPlace>>) -> Vec<FolderCycle> {
+    let mut instants: Vec<Millis> = folders.values().flatten().map(|p| p.start).collect();
+    instants.sort_unstable();
+    instants.dedup();
+    let mut found: Vec<FolderCycle> = Vec::new();
+    for t in instants {
+        let parent_at = |id: ItemId| -> Option<ItemId> {
+            let p = folders.get(&id)?.iter().rev().find(|p| p.start <= t)?;
+            valid_at(p.start, p.end, p.deleted, t).then(|| p.parent.unwrap_or(VIEW_ROOT))
+        };
+        for &id in folders.keys() {
+            let mut chain = vec![id];
+            let mut cur = id;
+            while let Some(parent) = parent_at(cur) {
+                if parent == VIEW_ROOT || parent == MAILBOX_ROOT {
+                    break;
+                }
+                if let Some(k) = chain.iter().position(|&c| c == parent) {
+                    let cycle = rotate_to_lowest(&chain[k..]);
+                    if !found.iter().any(|c| c.folders == cycle) {
+                        found.push(FolderCycle {
+                            folders: cycle,
+                            since: t,
+                        });
+                    }
+                    break;
+                }
+                chain.push(parent);
+                cur = parent;
+            }
+        }
+    }
+    found
+}
+
+/// A cycle written from its lowest id on, so one cycle has one spelling.
+fn rotate_to_lowest(cycle: &[ItemId]) -> Vec<ItemId> {
+    let at = (0..cycle.len()).min_by_key(|&i| cycle[i]).unwrap_or(0);
+    cycle[at..].iter().chain(&cycle[..at]).copied().collect()
 }
 
 /// `chain` is `[id, parent, grandparent, ..., stop]`: keep the folders
@@ -161,6 +281,10 @@ impl ViewTree {
                 Placement::Root(chain) => chain.last().copied().unwrap_or(VIEW_ROOT),
                 Placement::Unknown(u, chain) => {
                     unknown.insert(u);
+                    if u == id {
+                        // The lowest folder of a cycle is `unknown_<id>` itself.
+                        continue;
+                    }
                     chain.last().copied().unwrap_or(u)
                 }
             };
@@ -187,7 +311,7 @@ impl ViewTree {
             let names = tree.children.entry(parent).or_default();
             for (id, name) in entries {
                 let unique = if names.contains_key(&name) {
-                    sanitize_component(&format!("{name}~{id}"), &id.to_string())
+                    with_suffix(&name, &format!("~{id}"))
                 } else {
                     name
                 };
@@ -203,5 +327,52 @@ impl ViewTree {
 
     pub fn contains(&self, dir: ItemId) -> bool {
         self.children.contains_key(&dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(start: Millis, parent: ItemId) -> FolderPlace {
+        FolderPlace {
+            start,
+            end: None,
+            deleted: false,
+            parent: Some(parent),
+        }
+    }
+
+    #[test]
+    fn cycles_are_found_once_spelled_from_their_lowest_id() {
+        let folders = BTreeMap::from([
+            (2, vec![place(0, 1), place(10, 3010)]),
+            (3010, vec![place(0, 2)]),
+            (3011, vec![place(0, 3010)]),
+            (5, vec![place(0, 1)]),
+        ]);
+        assert_eq!(
+            folder_cycles(&folders),
+            vec![FolderCycle {
+                folders: vec![2, 3010],
+                since: 10
+            }]
+        );
+    }
+
+    #[test]
+    fn a_cycle_breaks_at_its_lowest_id() {
+        // chain from 3011 up: 3011 -> 3010 -> 2 -> back to 3010.
+        match break_cycle(vec![3011, 3010, 2], 3010) {
+            Placement::Unknown(u, chain) => {
+                assert_eq!(u, 2);
+                assert_eq!(chain, vec![3010]);
+            }
+            Placement::Root(_) => panic!("a cycle never reaches the root"),
+        }
+        match break_cycle(vec![2, 3010], 2) {
+            Placement::Unknown(u, chain) => assert_eq!((u, chain), (2, vec![])),
+            Placement::Root(_) => panic!("a cycle never reaches the root"),
+        }
     }
 }

@@ -15,7 +15,7 @@
 //! same bytes are numbered as copies alike on every run.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::private;
 use crate::control::request::Request;
 use crate::model::Millis;
 use crate::restore::cancel::Cancel;
@@ -202,7 +203,7 @@ impl RestoreQueue {
     /// run again once [`RestoreQueue::start`] is called.
     pub fn open(index_dir: &Path, src: RestoreSource) -> Result<RestoreQueue> {
         let dir = index_dir.join("jobs");
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        private::create_dir(&dir)?;
         let mut jobs = BTreeMap::new();
         for e in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = e?.path();
@@ -412,7 +413,7 @@ impl Shared {
     fn persist(&self, job: &Job) -> Result<()> {
         let path = self.job_path(job.id);
         let tmp = self.dir.join(format!(".{}.json.tmp", job.id));
-        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f = private::create_file(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(job)?)?;
         f.sync_all()?;
         fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
@@ -492,11 +493,7 @@ fn run_job(shared: &Shared, job: &Job) -> Result<engine::RunResult> {
     let done = read_journal(&journal_path)?;
     let at_start = done.len() as u64;
     shared.update(job.id, |j| j.done_at_start = at_start);
-    let journal = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&journal_path)
-        .with_context(|| format!("opening {}", journal_path.display()))?;
+    let journal = private::append_file(&journal_path)?;
     let mut hooks = QueueHooks {
         shared,
         id: job.id,

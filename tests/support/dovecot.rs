@@ -45,8 +45,10 @@ pub struct Dovecot {
     pub tls_port: u16,
 }
 
-/// Whether the test can run: a missing server is a failure, never a skip.
-fn available() -> bool {
+/// Panics, naming what is missing, when Dovecot or `openssl` is not
+/// installed: a test that cannot reach its server fails, it never passes
+/// as skipped.
+fn require_installed() {
     let dovecot = dovecot_binary();
     let mut missing = Vec::new();
     if !dovecot.is_file() {
@@ -57,9 +59,8 @@ fn available() -> bool {
     }
     assert!(
         missing.is_empty(),
-        "{missing:?} not installed: run scripts/ci-deps"
+        "{missing:?} not installed: run scripts/ci-deps (scripts/test does)"
     );
-    true
 }
 
 fn which(cmd: &str) -> bool {
@@ -93,13 +94,13 @@ pub fn chown_for_mail(path: &Path) {
 }
 
 impl Dovecot {
-    pub fn start() -> Option<Dovecot> {
+    pub fn start() -> Dovecot {
         Dovecot::start_with("")
     }
 
     /// Serving the self-signed certificate `self_signed()` instead of one
     /// signed by the test CA.
-    pub fn start_self_signed() -> Option<Dovecot> {
+    pub fn start_self_signed() -> Dovecot {
         Dovecot::start_with("ssl_cert = <{dir}/self.pem\nssl_key = <{dir}/self.key\n")
     }
 
@@ -110,10 +111,8 @@ impl Dovecot {
 
     /// Start with `extra` appended to the config (later settings win;
     /// `{dir}` is the server's directory).
-    pub fn start_with(extra: &str) -> Option<Dovecot> {
-        if !available() {
-            return None;
-        }
+    pub fn start_with(extra: &str) -> Dovecot {
+        require_installed();
         let dir = tempfile::Builder::new()
             .prefix("mailbackfs-dovecot")
             .tempdir()
@@ -140,7 +139,7 @@ impl Dovecot {
             dc.tls_port = free_port();
             dc.spawn(&extra.replace("{dir}", &dc.dir().display().to_string()));
             match dc.wait_greeting() {
-                Ok(()) => return Some(dc),
+                Ok(()) => return dc,
                 Err(log) if attempt < 3 && log.contains("Address already in use") => {
                     dc.stop();
                 }

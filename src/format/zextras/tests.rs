@@ -156,7 +156,7 @@ fn key_spellings_and_defaults() {
     let s = &items[&5].states;
     assert_eq!(s[0].folder_id, Some(2));
     assert_eq!(s[0].subject.as_deref(), Some("s"));
-    assert!(s[0].flags.is_empty(), "no flags = unread");
+    assert_eq!(s[0].flags, vec!["\\Seen"], "no flags = 0 = read");
     assert!(s[0].tags.is_empty());
     assert!(!s[0].deleted);
     assert_eq!(s[0].end, None);
@@ -598,4 +598,24 @@ fn blob_path_traversal_refused() {
         );
     }
     assert!(r.blob_candidates("").is_empty());
+}
+
+#[test]
+fn account_keys_of_any_directory_name_round_trip() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    for raw in [
+        &b"4a217bb3-6861-4c9f-80f8-f345ae2897b5"[..],
+        b"caf\xe9",
+        b"bad\xff%x",
+        b"100%",
+        b"%41",
+        b"\xc3\xa9t\xc3\xa9",
+    ] {
+        let key = account_key(OsStr::from_bytes(raw));
+        assert!(key.is_ascii() || std::str::from_utf8(raw).is_ok(), "{key}");
+        assert_eq!(key_dir(&key).as_bytes(), raw, "{key}");
+    }
+    assert_eq!(account_key(OsStr::from_bytes(b"bad\xff%x")), "bad%FF%25x");
+    assert_eq!(account_key(OsStr::from_bytes(b"plain")), "plain");
 }
