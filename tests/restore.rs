@@ -1494,3 +1494,47 @@ fn planning_a_5000_level_folder_path_stays_small() {
     // Paths of every depth held at once would be 5000²/2 names: 1.4 GB.
     assert!(rss < 300 * 1024, "peak RSS {} MiB", rss / 1024);
 }
+
+#[test]
+fn last_error_is_capped_and_long_lines_are_refused() {
+    let s = sample();
+    let m = Mount::start(&s.backup, &s.index, &[]);
+    // A bad line of 60 KB: refused, and last-error stays small.
+    let e = write_control(&m, "restore", &format!("bogus {}\n", "x".repeat(60_000)))
+        .expect_err("bad line");
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    let last = read_control(&m, "last-error");
+    assert!(
+        last.len() <= 4097 && last.contains("unknown request"),
+        "{}",
+        last.len()
+    );
+    // More than 64 KiB without a newline is never held.
+    let mut f = open_restore(&m);
+    let e = write_once(&mut f, "x".repeat(70_000).as_bytes()).expect_err("too long");
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    assert!(read_control(&m, "last-error").contains("longer than"));
+    close_checked(f).unwrap();
+    assert!(job_ids(&m).is_empty());
+}
+
+#[test]
+fn an_ioctl_is_refused_quietly() {
+    let s = sample();
+    let mnt = s.dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let d = Daemon::start(&s.backup, &mnt, &s.index);
+    let readme = std::fs::File::open(mnt.join(".control/README")).unwrap();
+    let mut flags: libc::c_long = 0;
+    use std::os::fd::AsRawFd;
+    for _ in 0..3 {
+        // SAFETY: FS_IOC_GETFLAGS into a c_long on an open descriptor.
+        let rc = unsafe { libc::ioctl(readme.as_raw_fd(), 0x8008_6601, &mut flags) };
+        let err = std::io::Error::last_os_error().raw_os_error();
+        assert_eq!((rc, err), (-1, Some(libc::ENOTTY)));
+    }
+    drop(readme);
+    drop(d);
+    let log = std::fs::read_to_string(s.index.with_extension("log")).unwrap();
+    assert!(!log.contains("Not Implemented"), "{log}");
+}

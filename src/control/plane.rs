@@ -57,7 +57,8 @@ impl QueuePlane {
             match checked {
                 Ok(r) => accepted.push((trimmed.to_string(), r)),
                 Err(why) => {
-                    return self.refused(format!("line {}: {trimmed}: {why}", n + 1));
+                    let line = excerpt(trimmed, 200);
+                    return self.refused(format!("line {}: {line}: {why}", n + 1));
                 }
             }
         }
@@ -100,6 +101,19 @@ impl QueuePlane {
         }
         Ok(())
     }
+}
+
+/// At most `max` bytes of `s` (cut on a character boundary, marked `...`),
+/// so a long line quoted in `last-error` leaves room for the reason.
+fn excerpt(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &s[..cut])
 }
 
 fn file(name: &str, writable: bool) -> ControlEntry {
