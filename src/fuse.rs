@@ -319,13 +319,13 @@ impl Filesystem for FuseAdapter {
         _req: &Request,
         ino: INodeNo,
         fh: FileHandle,
-        _lo: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
         // Only control files get here (the others are opened with
         // FOPEN_NOFLUSH); never ENOSYS, which would stop FLUSH for the
         // whole connection.
-        match self.fs.flush(fh.0) {
+        match self.fs.flush(fh.0, lock_owner.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(failed("flush", ino.0, &e)),
         }
@@ -415,13 +415,16 @@ impl Filesystem for FuseAdapter {
         data: &[u8],
         _write_flags: fuser::WriteFlags,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         if !self.may_write(req) {
             return reply.error(Errno::EACCES);
         }
-        match self.fs.write(fh.0, data, req.uid()) {
+        match self
+            .fs
+            .write(fh.0, data, req.uid(), lock_owner.map(|o| o.0))
+        {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(failed("write", ino.0, &e)),
         }

@@ -363,7 +363,9 @@ enum OpenFile {
 struct ControlHandle {
     path: String,
     bytes: Arc<Vec<u8>>,
-    partial: Mutex<Vec<u8>>,
+    /// The held start of a line, and the lock owner (the writing process's
+    /// file table) that wrote it.
+    partial: Mutex<(Vec<u8>, Option<u64>)>,
 }
 
 /// The longest line a control file holds while waiting for its newline.
@@ -1110,7 +1112,7 @@ impl MailFs {
         Ok(self.add_handle(OpenFile::Control(ControlHandle {
             path: path.to_string(),
             bytes: Arc::new(bytes),
-            partial: Mutex::new(Vec::new()),
+            partial: Mutex::new((Vec::new(), None)),
         })))
     }
 
@@ -1134,12 +1136,13 @@ impl MailFs {
     /// are taken, all together: a trailing partial line is held for the
     /// next write on the same handle. A refused write changes nothing,
     /// not even the held line.
-    pub fn write(&self, fh: u64, data: &[u8], writer: u32) -> FsResult<usize> {
+    pub fn write(&self, fh: u64, data: &[u8], writer: u32, owner: Option<u64>) -> FsResult<usize> {
         let file = self.handle(fh)?;
         let OpenFile::Control(c) = &*file else {
             return Err(FsError::ReadOnly);
         };
-        let mut partial = c.partial.lock().unwrap();
+        let mut held_by = c.partial.lock().unwrap();
+        let (partial, by) = &mut *held_by;
         let cut = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let (lines, rest) = data.split_at(cut);
         let held = if lines.is_empty() { partial.len() } else { 0 } + rest.len();
@@ -1158,17 +1161,28 @@ impl MailFs {
             partial.clear();
         }
         partial.extend_from_slice(rest);
+        *by = owner;
         Ok(data.len())
     }
 
     /// `close(2)` of a handle: a line still held (no newline came) is
     /// refused, so the close fails with EINVAL and `last-error` says why.
-    pub fn flush(&self, fh: u64) -> FsResult<()> {
+    ///
+    /// FLUSH comes at every close of every copy of the descriptor (a
+    /// child's copy closed at exec too): only the close by the process that
+    /// wrote the line (`owner`, its lock owner) refuses it.
+    pub fn flush(&self, fh: u64, owner: u64) -> FsResult<()> {
         let file = self.handle(fh)?;
         let OpenFile::Control(c) = &*file else {
             return Ok(());
         };
-        let held = std::mem::take(&mut *c.partial.lock().unwrap());
+        let held = {
+            let mut p = c.partial.lock().unwrap();
+            if p.1.is_some_and(|w| w != owner) {
+                return Ok(());
+            }
+            std::mem::take(&mut p.0)
+        };
         if held.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
@@ -1243,7 +1257,19 @@ impl MailFs {
     }
 
     pub fn release(&self, fh: u64) {
-        self.open_files.lock().unwrap().remove(&fh);
+        let file = self.open_files.lock().unwrap().remove(&fh);
+        // A line still held (its writer's close never came): refused, said
+        // in last-error, though no close can fail any more.
+        if let Some(OpenFile::Control(c)) = file.as_deref() {
+            let held = std::mem::take(&mut c.partial.lock().unwrap().0);
+            if !held.iter().all(u8::is_ascii_whitespace) {
+                self.control.refuse(format!(
+                    "{}: the last line was not ended by a newline; nothing was taken from it: {:?}",
+                    c.path,
+                    String::from_utf8_lossy(&held)
+                ));
+            }
+        }
     }
 
     // ----- extended attributes ---------------------------------------------
