@@ -1153,7 +1153,7 @@ impl MailFs {
         }
         if !lines.is_empty() {
             let mut complete = Vec::with_capacity(partial.len() + lines.len());
-            complete.extend_from_slice(&partial);
+            complete.extend_from_slice(partial);
             complete.extend_from_slice(lines);
             self.control
                 .write(&c.path, &complete, writer)
