@@ -143,11 +143,11 @@ impl Filesystem for FuseAdapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let listing = match self.fs.readdir(ino.0) {
+        let listing = match self.fs.readdir_handle(ino.0, fh.0) {
             Ok(l) => l,
             Err(e) => return reply.error(failed("readdir", ino.0, &e)),
         };
@@ -177,11 +177,11 @@ impl Filesystem for FuseAdapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let listing = match self.fs.readdir(ino.0) {
+        let listing = match self.fs.readdir_handle(ino.0, fh.0) {
             Ok(l) => l,
             Err(e) => return reply.error(failed("readdirplus", ino.0, &e)),
         };
@@ -243,6 +243,27 @@ impl Filesystem for FuseAdapter {
         reply.ok();
     }
 
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(failed("opendir", ino.0, &e)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        if fh.0 != 0 {
+            self.fs.release(fh.0);
+        }
+        reply.ok();
+    }
+
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         if write && !self.may_write(req) {
@@ -298,13 +319,13 @@ impl Filesystem for FuseAdapter {
         _req: &Request,
         ino: INodeNo,
         fh: FileHandle,
-        _lo: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
         // Only control files get here (the others are opened with
         // FOPEN_NOFLUSH); never ENOSYS, which would stop FLUSH for the
         // whole connection.
-        match self.fs.flush(fh.0) {
+        match self.fs.flush(fh.0, lock_owner.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(failed("flush", ino.0, &e)),
         }
@@ -394,13 +415,16 @@ impl Filesystem for FuseAdapter {
         data: &[u8],
         _write_flags: fuser::WriteFlags,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         if !self.may_write(req) {
             return reply.error(Errno::EACCES);
         }
-        match self.fs.write(fh.0, data, req.uid()) {
+        match self
+            .fs
+            .write(fh.0, data, req.uid(), lock_owner.map(|o| o.0))
+        {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(failed("write", ino.0, &e)),
         }

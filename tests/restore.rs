@@ -993,6 +993,9 @@ fn a_partial_line_at_close_fails_with_einval() {
     let cut = format!("item {JOHN} 339 to=maildir:{}/", out.display());
     let mut f = open_restore(&m);
     write_once(&mut f, format!("{good}\n{cut}").as_bytes()).unwrap();
+    // A child started meanwhile holds a copy of the descriptor until its
+    // exec closes it: that close is not ours and refuses nothing.
+    assert!(Command::new("true").status().unwrap().success());
     let e = close_checked(f).expect_err("a cut line at close");
     assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
     // The complete line was taken; the cut one was not.
@@ -1068,6 +1071,11 @@ fn password_files_that_are_no_small_regular_file_of_the_writer_are_refused() {
 /// Add message items to an account of a sample backup (before it is
 /// mounted): `(id, folder id, bytes, Zimbra flag bits)`.
 fn add_messages(s: &Sample, account: &str, items: &[(i64, i64, &[u8], u64)]) {
+    add_messages_dated(s, account, items, 1_373_900_000_000);
+}
+
+/// [`add_messages`] with `date` as the items' date (INTERNALDATE).
+fn add_messages_dated(s: &Sample, account: &str, items: &[(i64, i64, &[u8], u64)], date: i64) {
     let key = s.info.account(account).unwrap().key.clone();
     for (id, folder, bytes, flags) in items {
         let digest = mailbackfs::format::zextras::blob_digest(bytes);
@@ -1078,7 +1086,7 @@ fn add_messages(s: &Sample, account: &str, items: &[(i64, i64, &[u8], u64)]) {
         std::fs::write(dir.join(&digest), gz.finish().unwrap()).unwrap();
         let meta = serde_json::json!([{
             "type": "message", "start_date": 1_373_900_000_000i64, "folder_id": folder,
-            "digest": digest, "size": bytes.len(), "date": 1_373_900_000_000i64,
+            "digest": digest, "size": bytes.len(), "date": date,
             "flags": flags, "tags": [], "subject": "dup", "sender": "x@example.com"
         }]);
         let d = s
@@ -1282,4 +1290,254 @@ fn a_folder_name_the_target_refuses_is_shortened_and_the_job_goes_on() {
             "{under}"
         );
     }
+}
+
+#[test]
+fn a_job_during_which_the_daemon_keeps_ending_is_not_resumed_forever() {
+    let s = sample();
+    let mnt = s.dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let control = mnt.join(".control");
+    // A server that accepts and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().take(5) {
+            held.push(c.unwrap());
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let pw = s.dir.path().join("pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    let line = format!(
+        "account {JOHN} last to=imap://u@127.0.0.1:{port}?timeout=3600 password_file={}\n",
+        pw.display()
+    );
+    let mut d = Daemon::start(&s.backup, &mnt, &s.index);
+    std::fs::write(control.join("restore"), &line).unwrap();
+    // Twice the daemon ends while the job waits, with nothing done.
+    for _ in 0..2 {
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let log = std::fs::read_to_string(s.index.with_extension("log")).unwrap_or_default();
+            let status = std::fs::read_to_string(control.join("jobs/1")).unwrap_or_default();
+            panic!("the job did not connect:\n{status}\n{log}");
+        }
+        // (Dropped before the next starts: its drop unmounts the path.)
+        drop(d);
+        d = Daemon::start(&s.backup, &mnt, &s.index);
+    }
+    let status = std::fs::read_to_string(control.join("jobs/1")).unwrap();
+    assert_eq!(state_of(&status), "failed", "{status}");
+    assert!(status.contains("not resumed again"), "{status}");
+    assert!(
+        status.contains("- stats -\nRestored Items: 0\n"),
+        "{status}"
+    );
+    drop(d);
+}
+
+#[test]
+fn an_internal_date_of_i64_max_does_not_wrap() {
+    let s = sample();
+    let msg: &[u8] = b"Message-ID: <far@example.com>\r\nSubject: far\r\n\r\nfuture\r\n";
+    add_messages_dated(&s, JOHN, &[(9200, 2, msg, 0)], i64::MAX);
+    let md = s.dir.path().join("far-md");
+    let mb = s.dir.path().join("far-mbox");
+    for to in [
+        format!("maildir:{}", md.display()),
+        format!("mbox:{}", mb.display()),
+    ] {
+        let (code, out, err) = cli(&[
+            "restore",
+            s.backup.to_str().unwrap(),
+            "--index",
+            s.index.to_str().unwrap(),
+            &format!("item {JOHN} 9200 to={to}"),
+        ]);
+        assert_eq!(code, 0, "{out}\n{err}");
+    }
+    // The latest date every target can hold, not 1970.
+    let file = support::files_below(&md.join("cur")).pop().unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let mtime = std::fs::metadata(md.join("cur").join(file))
+        .unwrap()
+        .mtime();
+    // 9999-12-31T23:59:59Z, or the latest the file system can store
+    // (ext4: 2446), but never before the epoch.
+    assert!(
+        mtime > 15_000_000_000 && mtime <= 253_402_300_799,
+        "{mtime}"
+    );
+    let mbox = std::fs::read_to_string(mb.join("Inbox")).unwrap();
+    assert!(
+        mbox.starts_with("From MAILER-DAEMON Fri Dec 31 23:59:59 9999\n"),
+        "{mbox}"
+    );
+    assert_eq!(imap_date(253_402_300_799_000), "31-Dec-9999 23:59:59 +0000");
+}
+
+/// `ls -l .control/jobs` with 10,000 jobs (timed for the report:
+/// `cargo test --test restore -- --nocapture ten_thousand`).
+#[test]
+fn ls_of_ten_thousand_jobs_lists_them_all() {
+    const JOBS: u64 = 10_000;
+    use mailbackfs::restore::queue::{Job, JobState};
+    let s = sample();
+    let jobs = s.index.join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    let line = format!("item {JOHN} 339 to=maildir:/srv/r");
+    let request = mailbackfs::control::request::parse_request(&line).unwrap();
+    for id in 1..=JOBS {
+        let job = Job {
+            id,
+            line: line.clone(),
+            request: request.clone(),
+            state: JobState::Done,
+            submitted: 1_373_641_380_000,
+            started: Some(1_373_641_380_000),
+            finished: Some(1_373_641_381_000),
+            runs: 1,
+            done: 1,
+            total: 1,
+            report: Some(Default::default()),
+            error: None,
+            done_at_start: 0,
+            stalled: 0,
+        };
+        std::fs::write(
+            jobs.join(format!("{id}.json")),
+            serde_json::to_vec(&job).unwrap(),
+        )
+        .unwrap();
+    }
+    let m = Mount::start(&s.backup, &s.index, &[]);
+    let start = Instant::now();
+    let out = Command::new("ls")
+        .arg("-l")
+        .arg(m.join(".control/jobs"))
+        .output()
+        .unwrap();
+    eprintln!(
+        "ls -l of 10,000 jobs: {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with('-')).count(),
+        JOBS as usize
+    );
+    assert_eq!(job_ids(&m).len(), JOBS as usize);
+}
+
+/// Run the CLI and return (status, stdout, peak RSS in KiB) of that
+/// process alone (wait4).
+#[allow(clippy::zombie_processes)] // reaped by wait4, which Child cannot do
+fn cli_rss(args: &[&str]) -> (i32, String, i64) {
+    let child = Command::new(support::bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.unwrap(), &mut out).unwrap();
+    let mut status = 0;
+    // SAFETY: waiting for our own child with valid out-pointers.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+    (libc::WEXITSTATUS(status), out, usage.ru_maxrss)
+}
+
+#[test]
+fn planning_a_5000_level_folder_path_stays_small() {
+    let s = sample();
+    const DEPTH: i64 = 5_000;
+    let names: Vec<String> = (0..DEPTH)
+        .map(|i| format!("level {i:05} {}", "x".repeat(48)))
+        .collect();
+    let folders: Vec<(i64, i64, &str)> = (0..DEPTH)
+        .map(|i| {
+            (
+                20_000 + i,
+                if i == 0 { 1 } else { 20_000 + i - 1 },
+                names[i as usize].as_str(),
+            )
+        })
+        .collect();
+    add_folders(&s, JOHN, &folders);
+    let deep: &[u8] = b"Message-ID: <bottom@example.com>\r\nSubject: bottom\r\n\r\nx\r\n";
+    add_messages(&s, JOHN, &[(9300, 20_000 + DEPTH - 1, deep, 0)]);
+    let out = s.dir.path().join("deep-md");
+    let (code, stdout, rss) = cli_rss(&[
+        "restore",
+        s.backup.to_str().unwrap(),
+        "--index",
+        s.index.to_str().unwrap(),
+        &format!("account {JOHN} last to=maildir:{}", out.display()),
+    ]);
+    eprintln!(
+        "restore of a {DEPTH}-level path: peak RSS {} MiB",
+        rss / 1024
+    );
+    // The job ran to its end: the bottom folder cannot be a Maildir++
+    // folder (its name is far longer than 255 bytes), so that message is
+    // unrestored, with the target's words; everything else is restored.
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("Unrestored Items: 1\n"), "{stdout}");
+    assert!(
+        stdout.contains("9300: rejected by the target: folder "),
+        "{stdout}"
+    );
+    // Paths of every depth held at once would be 5000²/2 names: 1.4 GB.
+    assert!(rss < 300 * 1024, "peak RSS {} MiB", rss / 1024);
+}
+
+#[test]
+fn last_error_is_capped_and_long_lines_are_refused() {
+    let s = sample();
+    let m = Mount::start(&s.backup, &s.index, &[]);
+    // A bad line of 60 KB: refused, and last-error stays small.
+    let e = write_control(&m, "restore", &format!("bogus {}\n", "x".repeat(60_000)))
+        .expect_err("bad line");
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    let last = read_control(&m, "last-error");
+    assert!(
+        last.len() <= 4097 && last.contains("unknown request"),
+        "{}",
+        last.len()
+    );
+    // More than 64 KiB without a newline is never held.
+    let mut f = open_restore(&m);
+    let e = write_once(&mut f, "x".repeat(70_000).as_bytes()).expect_err("too long");
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    assert!(read_control(&m, "last-error").contains("longer than"));
+    close_checked(f).unwrap();
+    assert!(job_ids(&m).is_empty());
+}
+
+#[test]
+fn an_ioctl_is_refused_quietly() {
+    let s = sample();
+    let mnt = s.dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let d = Daemon::start(&s.backup, &mnt, &s.index);
+    let readme = std::fs::File::open(mnt.join(".control/README")).unwrap();
+    let mut flags: libc::c_long = 0;
+    use std::os::fd::AsRawFd;
+    for _ in 0..3 {
+        // SAFETY: FS_IOC_GETFLAGS into a c_long on an open descriptor.
+        let rc = unsafe { libc::ioctl(readme.as_raw_fd(), 0x8008_6601, &mut flags) };
+        let err = std::io::Error::last_os_error().raw_os_error();
+        assert_eq!((rc, err), (-1, Some(libc::ENOTTY)));
+    }
+    drop(readme);
+    drop(d);
+    let log = std::fs::read_to_string(s.index.with_extension("log")).unwrap();
+    assert!(!log.contains("Not Implemented"), "{log}");
 }

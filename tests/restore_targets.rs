@@ -209,6 +209,31 @@ fn imap_prefix_starttls_and_imaps() {
 }
 
 #[test]
+fn imaps_trusts_a_self_signed_certificate_given_as_ca_file() {
+    let dc = Dovecot::start_self_signed();
+    dc.add_user("sam", "pw", None);
+    let fx = fixtures();
+    let mut spec = dc.spec("sam", "pw", TlsMode::Implicit);
+    spec.ca_file = Some(dc.self_signed());
+    assert_eq!(
+        restore(&TargetSpec::Imap(spec.clone()), &fx[..1]),
+        vec![AppendOutcome::Restored]
+    );
+    spec.tls = TlsMode::StartTls;
+    spec.port = dc.port;
+    assert_eq!(
+        restore(&TargetSpec::Imap(spec.clone()), &fx[..1]),
+        vec![AppendOutcome::Skipped]
+    );
+    // Another certificate does not vouch for it.
+    spec.ca_file = Some(dc.ca_file());
+    let e = open_target(&TargetSpec::Imap(spec))
+        .err()
+        .expect("not the pinned certificate");
+    assert!(format!("{e:#}").contains("TLS handshake"), "{e:#}");
+}
+
+#[test]
 fn imap_without_literal_plus_nor_sasl_ir() {
     // Synchronising literals, and AUTHENTICATE waiting for its `+`. (The
     // LOGIN command cannot be tested here: Dovecot offers it only along

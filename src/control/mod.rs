@@ -23,6 +23,20 @@ pub trait ControlPlane: Send + Sync {
     fn list(&self, dir: &str) -> Option<Vec<ControlEntry>>;
     /// The current bytes of a file, or `None` when there is no such file.
     fn read(&self, path: &str) -> Option<Vec<u8>>;
+    /// Whether `path` is a directory (asked on every lookup, so without
+    /// listing it).
+    fn is_dir(&self, path: &str) -> bool {
+        self.list(path).is_some()
+    }
+    /// Whether `path` is a file the owner may write (asked for every
+    /// entry listed, so without listing its directory).
+    fn writable(&self, path: &str) -> bool {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        self.list(dir)
+            .unwrap_or_default()
+            .iter()
+            .any(|e| e.name == name && e.writable)
+    }
     /// Take the complete lines (each ended by `\n`) of one `write(2)` to a
     /// writable file. `Err(reason)` makes the write fail with EINVAL and
     /// must change nothing (the reason is kept for `last-error`). `writer`
@@ -111,7 +125,12 @@ request to `restore`, e.g.
 TARGET is maildir:PATH (Maildir++), mbox:PATH (one mbox file per folder),
 or imap://USER@HOST:PORT[/PREFIX] (imaps:// for TLS, ?starttls for
 STARTTLS) with password_file=PATH: its first line is the password; it must
-be a regular file of at most 4 KiB owned by you or by root, not a link. DATE is YYYY-MM-DD (end of that UTC day)
+be a regular file of at most 4 KiB owned by you or by root, not a link.
+ca_file=PATH (PEM) adds certificates to trust: CA certificates, or the
+server's own certificate (a self-signed one), which is then trusted as it
+is, pinned, whatever its name and basic constraints say. A query
+?timeout=SECS (after ?starttls, joined with &) sets the deadline of each
+IMAP command (120 s by default). DATE is YYYY-MM-DD (end of that UTC day)
 or an instant such as 2013-07-12T15:03:00Z.
 
 A malformed request makes the write fail with EINVAL and creates no job;

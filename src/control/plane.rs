@@ -57,7 +57,8 @@ impl QueuePlane {
             match checked {
                 Ok(r) => accepted.push((trimmed.to_string(), r)),
                 Err(why) => {
-                    return self.refused(format!("line {}: {trimmed}: {why}", n + 1));
+                    let line = excerpt(trimmed, 200);
+                    return self.refused(format!("line {}: {line}: {why}", n + 1));
                 }
             }
         }
@@ -102,6 +103,19 @@ impl QueuePlane {
     }
 }
 
+/// At most `max` bytes of `s` (cut on a character boundary, marked `...`),
+/// so a long line quoted in `last-error` leaves room for the reason.
+fn excerpt(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &s[..cut])
+}
+
 fn file(name: &str, writable: bool) -> ControlEntry {
     ControlEntry {
         name: name.to_string(),
@@ -127,13 +141,21 @@ impl ControlPlane for QueuePlane {
             ]),
             "jobs" => Some(
                 self.queue
-                    .jobs()
+                    .job_ids()
                     .iter()
-                    .map(|j| file(&j.id.to_string(), false))
+                    .map(|id| file(&id.to_string(), false))
                     .collect(),
             ),
             _ => None,
         }
+    }
+
+    fn is_dir(&self, path: &str) -> bool {
+        matches!(path, "" | "jobs")
+    }
+
+    fn writable(&self, path: &str) -> bool {
+        matches!(path, "restore" | "stop")
     }
 
     fn read(&self, path: &str) -> Option<Vec<u8>> {

@@ -355,12 +355,17 @@ enum OpenFile {
     /// A control file: what it said when opened, its path for writes, and
     /// the start of a line not yet ended by a newline.
     Control(ControlHandle),
+    /// An open control directory: its entries when opened, so reading it
+    /// in many small pieces lists it once.
+    Listing(Arc<Listing>),
 }
 
 struct ControlHandle {
     path: String,
     bytes: Arc<Vec<u8>>,
-    partial: Mutex<Vec<u8>>,
+    /// The held start of a line, and the lock owner (the writing process's
+    /// file table) that wrote it.
+    partial: Mutex<(Vec<u8>, Option<u64>)>,
 }
 
 /// The longest line a control file holds while waiting for its newline.
@@ -843,6 +848,15 @@ impl MailFs {
                 }
             }
         }
+        // Control entries are found by their path: listing `jobs/` for
+        // each lookup would make `ls -l` of n jobs cost n².
+        if let Node::Control(dir) = &node {
+            let path = control_join(dir, name);
+            if !self.control.is_dir(&path) && self.control.read(&path).is_none() {
+                return Err(FsError::NotFound);
+            }
+            return self.getattr(self.ino(Node::Control(path)));
+        }
         let listing = self.readdir(parent)?;
         let node = match listing.find(name) {
             Some(entry) => entry.node.clone(),
@@ -1073,7 +1087,7 @@ impl MailFs {
             writable: false,
             volatile: true,
         };
-        if self.control.list(path).is_some() {
+        if self.control.is_dir(path) {
             return Ok(attr);
         }
         let bytes = self.control.read(path).ok_or(FsError::NotFound)?;
@@ -1084,12 +1098,7 @@ impl MailFs {
     }
 
     fn control_writable(&self, path: &str) -> bool {
-        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-        self.control
-            .list(dir)
-            .unwrap_or_default()
-            .iter()
-            .any(|e| e.name == name && e.writable)
+        self.control.writable(path)
     }
 
     fn open_control(&self, ino: u64, path: &str, write: bool) -> FsResult<u64> {
@@ -1103,7 +1112,7 @@ impl MailFs {
         Ok(self.add_handle(OpenFile::Control(ControlHandle {
             path: path.to_string(),
             bytes: Arc::new(bytes),
-            partial: Mutex::new(Vec::new()),
+            partial: Mutex::new((Vec::new(), None)),
         })))
     }
 
@@ -1127,12 +1136,13 @@ impl MailFs {
     /// are taken, all together: a trailing partial line is held for the
     /// next write on the same handle. A refused write changes nothing,
     /// not even the held line.
-    pub fn write(&self, fh: u64, data: &[u8], writer: u32) -> FsResult<usize> {
+    pub fn write(&self, fh: u64, data: &[u8], writer: u32, owner: Option<u64>) -> FsResult<usize> {
         let file = self.handle(fh)?;
         let OpenFile::Control(c) = &*file else {
             return Err(FsError::ReadOnly);
         };
-        let mut partial = c.partial.lock().unwrap();
+        let mut held_by = c.partial.lock().unwrap();
+        let (partial, by) = &mut *held_by;
         let cut = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let (lines, rest) = data.split_at(cut);
         let held = if lines.is_empty() { partial.len() } else { 0 } + rest.len();
@@ -1143,7 +1153,7 @@ impl MailFs {
         }
         if !lines.is_empty() {
             let mut complete = Vec::with_capacity(partial.len() + lines.len());
-            complete.extend_from_slice(&partial);
+            complete.extend_from_slice(partial);
             complete.extend_from_slice(lines);
             self.control
                 .write(&c.path, &complete, writer)
@@ -1151,17 +1161,28 @@ impl MailFs {
             partial.clear();
         }
         partial.extend_from_slice(rest);
+        *by = owner;
         Ok(data.len())
     }
 
     /// `close(2)` of a handle: a line still held (no newline came) is
     /// refused, so the close fails with EINVAL and `last-error` says why.
-    pub fn flush(&self, fh: u64) -> FsResult<()> {
+    ///
+    /// FLUSH comes at every close of every copy of the descriptor (a
+    /// child's copy closed at exec too): only the close by the process that
+    /// wrote the line (`owner`, its lock owner) refuses it.
+    pub fn flush(&self, fh: u64, owner: u64) -> FsResult<()> {
         let file = self.handle(fh)?;
         let OpenFile::Control(c) = &*file else {
             return Ok(());
         };
-        let held = std::mem::take(&mut *c.partial.lock().unwrap());
+        let held = {
+            let mut p = c.partial.lock().unwrap();
+            if p.1.is_some_and(|w| w != owner) {
+                return Ok(());
+            }
+            std::mem::take(&mut p.0)
+        };
         if held.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
@@ -1172,6 +1193,28 @@ impl MailFs {
         );
         self.control.refuse(why.clone());
         Err(FsError::Invalid(why))
+    }
+
+    /// Open a directory: a control directory is listed now, once for all
+    /// the reads of this handle (0: no handle needed).
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        if !matches!(self.node(ino)?, Node::Control(_)) {
+            return Ok(0);
+        }
+        let listing = self.readdir(ino)?;
+        Ok(self.add_handle(OpenFile::Listing(listing)))
+    }
+
+    /// The entries of a directory, from its open handle when it has one.
+    pub fn readdir_handle(&self, ino: u64, fh: u64) -> FsResult<Arc<Listing>> {
+        if fh != 0 {
+            if let Ok(f) = self.handle(fh) {
+                if let OpenFile::Listing(l) = &*f {
+                    return Ok(l.clone());
+                }
+            }
+        }
+        self.readdir(ino)
     }
 
     /// Whether a handle needs FLUSH at close (only control files do).
@@ -1209,11 +1252,24 @@ impl MailFs {
                 }
             }
             OpenFile::Salvaged(s) => Ok(s.read_at(&*self.reader, offset, size as usize)),
+            OpenFile::Listing(_) => Err(FsError::IsDir),
         }
     }
 
     pub fn release(&self, fh: u64) {
-        self.open_files.lock().unwrap().remove(&fh);
+        let file = self.open_files.lock().unwrap().remove(&fh);
+        // A line still held (its writer's close never came): refused, said
+        // in last-error, though no close can fail any more.
+        if let Some(OpenFile::Control(c)) = file.as_deref() {
+            let held = std::mem::take(&mut c.partial.lock().unwrap().0);
+            if !held.iter().all(u8::is_ascii_whitespace) {
+                self.control.refuse(format!(
+                    "{}: the last line was not ended by a newline; nothing was taken from it: {:?}",
+                    c.path,
+                    String::from_utf8_lossy(&held)
+                ));
+            }
+        }
     }
 
     // ----- extended attributes ---------------------------------------------

@@ -37,9 +37,7 @@ use crate::fs::tree::{FolderTimeline, ViewTree};
 use crate::model::{ItemId, ItemKind, Millis, MAILBOX_ROOT, VIEW_ROOT};
 use crate::restore::cancel::Cancel;
 use crate::restore::runner::{Fatal, FolderNames, Session, Unresolved};
-use crate::restore::target::{
-    clean_folder, content_digest, AppendOutcome, FolderPath, RestoreMessage, TargetSpec,
-};
+use crate::restore::target::{content_digest, AppendOutcome, RestoreMessage, TargetSpec};
 use crate::timeline::valid_at;
 
 /// The backup a restore reads from.
@@ -92,8 +90,8 @@ pub struct PlannedItem {
     /// metadata cannot be read.
     pub state: Option<StateRow>,
     pub broken: Option<String>,
-    /// Folder path components in the target.
-    pub folder: Vec<String>,
+    /// Its folder: a node of its group's [`FolderTree`].
+    pub folder: usize,
     /// A keyword added to the state's flags (`undelete_DD_MM_YY`).
     pub extra_flag: Option<String>,
 }
@@ -113,11 +111,84 @@ pub struct PlanGroup {
     pub account: String,
     pub account_key: String,
     pub target: TargetSpec,
-    /// Folders to create even if empty.
-    pub folders: Vec<Vec<String>>,
+    /// The folders of the group, each once.
+    pub tree: FolderTree,
+    /// Folders to create even if empty, parents first.
+    pub folders: Vec<usize>,
     pub items: Vec<PlannedItem>,
     /// Labels of file items that are not messages (left out).
     pub not_messages: Vec<String>,
+}
+
+/// The folder paths of a group as a tree of (parent, name) nodes, each
+/// folder once: memory grows with the number of folders, not with their
+/// number times their depth. Node 0 is the root (the empty path).
+#[derive(Clone, Debug)]
+pub struct FolderTree {
+    nodes: Vec<(usize, String)>,
+    index: HashMap<(usize, String), usize>,
+}
+
+impl Default for FolderTree {
+    fn default() -> FolderTree {
+        FolderTree {
+            nodes: vec![(0, String::new())],
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl FolderTree {
+    pub const ROOT: usize = 0;
+
+    /// The node of `name` below `parent`, made if new.
+    pub fn child(&mut self, parent: usize, name: &str) -> usize {
+        if let Some(&n) = self.index.get(&(parent, name.to_string())) {
+            return n;
+        }
+        self.nodes.push((parent, name.to_string()));
+        let n = self.nodes.len() - 1;
+        self.index.insert((parent, name.to_string()), n);
+        n
+    }
+
+    /// The node of a path, made if new.
+    pub fn intern(&mut self, path: &[String]) -> usize {
+        path.iter().fold(Self::ROOT, |n, c| self.child(n, c))
+    }
+
+    /// The parent and name of a node (`None` for the root).
+    pub fn parent(&self, node: usize) -> Option<(usize, &str)> {
+        (node != Self::ROOT).then(|| (self.nodes[node].0, self.nodes[node].1.as_str()))
+    }
+
+    /// The path of a node, root side first.
+    pub fn path(&self, mut node: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some((parent, name)) = self.parent(node) {
+            out.push(name.to_string());
+            node = parent;
+        }
+        out.reverse();
+        out
+    }
+
+    /// The path for messages: `a/b/c`, its middle left out past 300 bytes.
+    pub fn display(&self, node: usize) -> String {
+        let full = self.path(node).join("/");
+        if full.len() <= 300 {
+            return full;
+        }
+        let mut head = 140;
+        while !full.is_char_boundary(head) {
+            head -= 1;
+        }
+        let mut tail = full.len() - 140;
+        while !full.is_char_boundary(tail) {
+            tail += 1;
+        }
+        format!("{}/.../{}", &full[..head], &full[tail..])
+    }
 }
 
 /// Everything a request restores.
@@ -230,12 +301,13 @@ pub fn plan(src: &RestoreSource, req: &Request, run_day: Millis) -> Result<Plan,
                 let Some(b) = broken else {
                     return Err(format!("account {account} has no item {item}"));
                 };
+                let folder = group.tree.intern(folder.as_deref().unwrap_or_default());
                 group.items.push(PlannedItem {
                     item_id: *item,
                     label: b.label,
                     state: None,
                     broken: Some(b.error),
-                    folder: folder.clone().unwrap_or_default(),
+                    folder,
                     extra_flag: None,
                 });
                 return Ok(Plan {
@@ -273,7 +345,8 @@ pub fn plan(src: &RestoreSource, req: &Request, run_day: Millis) -> Result<Plan,
                 }
             };
             if state.kind == ItemKind::Message {
-                group.items.push(planned(state.clone(), path, None));
+                let folder = group.tree.intern(&path);
+                group.items.push(planned(state.clone(), folder, None));
             } else {
                 group.not_messages.push(state.label.clone());
             }
@@ -316,9 +389,10 @@ pub fn plan(src: &RestoreSource, req: &Request, run_day: Millis) -> Result<Plan,
                     continue;
                 }
                 let path = folder_path(&folders, del.folder_id, del.start - 1);
+                let folder = group.tree.intern(&path);
                 group
                     .items
-                    .push(planned(before.clone(), path, Some(keyword.clone())));
+                    .push(planned(before.clone(), folder, Some(keyword.clone())));
             }
             Ok(Plan {
                 groups: vec![group],
@@ -345,13 +419,14 @@ fn group_for(acct: &AccountRow, target: TargetSpec) -> PlanGroup {
         account: acct.dir_name.clone(),
         account_key: acct.key.clone(),
         target,
+        tree: FolderTree::default(),
         folders: Vec::new(),
         items: Vec::new(),
         not_messages: Vec::new(),
     }
 }
 
-fn planned(state: StateRow, folder: Vec<String>, extra_flag: Option<String>) -> PlannedItem {
+fn planned(state: StateRow, folder: usize, extra_flag: Option<String>) -> PlannedItem {
     PlannedItem {
         item_id: state.item_id,
         label: state.label.clone(),
@@ -397,23 +472,21 @@ fn account_at(c: &Catalog, acct: &AccountRow, t: Millis, target: TargetSpec) -> 
         c.folder_has_files(acct.id, f, t).unwrap_or(false)
     });
     let mut group = group_for(acct, target);
-    // Paths of every directory of the tree, root side first.
-    let mut paths: HashMap<ItemId, Vec<String>> = HashMap::from([(VIEW_ROOT, Vec::new())]);
+    // The node of every directory of the tree, root side first.
+    let mut nodes: HashMap<ItemId, usize> = HashMap::from([(VIEW_ROOT, FolderTree::ROOT)]);
     let mut stack = vec![VIEW_ROOT];
     let mut order = Vec::new();
     while let Some(dir) = stack.pop() {
         order.push(dir);
         if let Some(children) = tree.children.get(&dir) {
             for (name, &child) in children.iter().rev() {
-                let mut p = paths[&dir].clone();
-                p.push(name.clone());
-                paths.insert(child, p);
+                let node = group.tree.child(nodes[&dir], name);
+                nodes.insert(child, node);
                 stack.push(child);
             }
         }
     }
     // Folders with messages below them, or with no file item at all.
-    let mut mail_dirs: Vec<(ItemId, bool, bool)> = Vec::new();
     for &dir in &order {
         let mut rows = c.files_in_folder(acct.id, dir, t)?;
         if dir == VIEW_ROOT {
@@ -423,28 +496,23 @@ fn account_at(c: &Catalog, acct: &AccountRow, t: Millis, target: TargetSpec) -> 
         for row in rows {
             if row.kind == ItemKind::Message {
                 msgs = true;
-                group.items.push(planned(row, paths[&dir].clone(), None));
+                group.items.push(planned(row, nodes[&dir], None));
             } else {
                 others = true;
                 group.not_messages.push(row.label.clone());
             }
         }
-        mail_dirs.push((dir, msgs, others));
-    }
-    let mut wanted: std::collections::BTreeSet<Vec<String>> = Default::default();
-    for (dir, msgs, others) in mail_dirs {
         if dir != VIEW_ROOT && (msgs || !others) {
-            wanted.insert(paths[&dir].clone());
+            group.folders.push(nodes[&dir]);
         }
     }
-    group.folders = wanted.into_iter().collect();
     for b in c.broken_items(acct.id, None)? {
         group.items.push(PlannedItem {
             item_id: b.item_id,
             label: b.label,
             state: None,
             broken: Some(b.error),
-            folder: Vec::new(),
+            folder: FolderTree::ROOT,
             extra_flag: None,
         });
     }
@@ -605,14 +673,11 @@ pub struct DoneItem {
 /// Which copy of its bytes in its folder each item is: the n-th item of a
 /// job with the same content digest in the same target folder is copy n.
 #[derive(Default)]
-struct CopyCounter(HashMap<(FolderPath, String), u32>);
+struct CopyCounter(HashMap<(usize, String), u32>);
 
 impl CopyCounter {
-    fn next(&mut self, folder: &[String], digest: &str) -> u32 {
-        let n = self
-            .0
-            .entry((clean_folder(folder), digest.to_string()))
-            .or_default();
+    fn next(&mut self, folder: usize, digest: &str) -> u32 {
+        let n = self.0.entry((folder, digest.to_string())).or_default();
         *n += 1;
         *n
     }
@@ -722,11 +787,11 @@ fn run_group(
         .iter()
         .any(|i| !done.contains_key(&i.key(&group.account_key)));
     if pending {
-        for f in &group.folders {
-            match names.resolve(f, session) {
+        for &f in &group.folders {
+            match names.resolve(&group.tree, f, session) {
                 Ok(_) => {}
                 Err(Unresolved::Refused(why)) => {
-                    log::warn!("folder {} not created: {why}", f.join("/"));
+                    log::debug!("folder {} not created: {why}", group.tree.display(f));
                 }
                 Err(Unresolved::Fatal(f)) => return fatal(f, 0),
             }
@@ -737,7 +802,7 @@ fn run_group(
         let key = item.key(&group.account_key);
         if let Some(d) = done.get(&key) {
             if let Some(digest) = &d.digest {
-                copies.next(&item.folder, digest);
+                copies.next(item.folder, digest);
             }
             let outcome = if d.restored {
                 ItemOutcome::Restored
@@ -751,7 +816,7 @@ fn run_group(
         if hooks.stop_requested() {
             return Flow::Stopped;
         }
-        let (outcome, digest) = match restore_one(src, item, session, names, &mut copies) {
+        let (outcome, digest) = match restore_one(src, group, item, session, names, &mut copies) {
             Ok(r) => r,
             Err(f) => return fatal(f, i),
         };
@@ -770,6 +835,7 @@ fn run_group(
 /// content digest. `Err` only when the job cannot go on.
 fn restore_one(
     src: &RestoreSource,
+    group: &PlanGroup,
     item: &PlannedItem,
     session: &mut Session,
     names: &mut FolderNames,
@@ -780,11 +846,11 @@ fn restore_one(
         Err(outcome) => return Ok((outcome, None)),
     };
     let digest = content_digest(&bytes);
-    let copy = copies.next(&item.folder, &digest);
-    let folder = match names.resolve(&item.folder, session) {
+    let copy = copies.next(item.folder, &digest);
+    let folder = match names.resolve(&group.tree, item.folder, session) {
         Ok(f) => f,
         Err(Unresolved::Refused(why)) => {
-            let why = format!("folder {}: {why}", item.folder.join("/"));
+            let why = format!("folder {}: {why}", group.tree.display(item.folder));
             return Ok((ItemOutcome::Unrestored(Reason::Rejected, why), Some(digest)));
         }
         Err(Unresolved::Fatal(f)) => return Err(f),
@@ -889,7 +955,7 @@ mod tests {
             .groups
             .iter()
             .flat_map(|g| g.items.iter())
-            .map(|i| (i.item_id, i.folder.join("/")))
+            .map(|i| (i.item_id, plan.groups[0].tree.path(i.folder).join("/")))
             .collect();
         v.sort();
         v

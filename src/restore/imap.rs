@@ -478,31 +478,121 @@ fn tls_wrap(
     spec: &ImapSpec,
     tcp: TcpStream,
 ) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut pinned = Vec::new();
     if let Some(ca) = &spec.ca_file {
         for cert in read_pem_certs(ca)? {
-            roots
-                .add(cert)
-                .with_context(|| format!("bad certificate in {}", ca.display()))?;
+            // A certificate that cannot be a trust anchor may still be the
+            // server's own (self-signed): it is pinned either way.
+            if let Err(e) = roots.add(cert.clone()) {
+                log::debug!("{}: a certificate is no trust anchor: {e}", ca.display());
+            }
+            pinned.push(cert);
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()?;
+    let verifier = PinnedOrWebPki {
+        pinned,
+        webpki,
+        provider: provider.clone(),
+    };
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(spec.host.clone())
         .map_err(|e| anyhow!("bad TLS server name {:?}: {e}", spec.host))?;
     let conn = rustls::ClientConnection::new(Arc::new(config), name)?;
     let mut s = rustls::StreamOwned::new(conn, tcp);
     // Handshake now so certificate errors name the server.
+    let what = || format!("TLS handshake with {}:{} failed", spec.host, spec.port);
     while s.conn.is_handshaking() {
-        s.conn
-            .complete_io(&mut s.sock)
-            .with_context(|| format!("TLS handshake with {}:{} failed", spec.host, spec.port))?;
+        if let Err(e) = s.conn.complete_io(&mut s.sock) {
+            let typed = match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    ImapError::Timeout(spec.timeout())
+                }
+                std::io::ErrorKind::InvalidData => return Err(anyhow!(e).context(what())),
+                _ => ImapError::Lost(e.to_string()),
+            };
+            return Err(anyhow!(typed).context(what()));
+        }
     }
     Ok(s)
+}
+
+/// Trusts the certificates of `ca_file` as they are (pinned: the server
+/// presents exactly one of them, a self-signed one for instance), and
+/// otherwise what chains to a trust anchor (`ca_file`'s CAs and the public
+/// web roots) with the server's name. Handshake signatures are checked
+/// either way.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    pinned: Vec<rustls::pki_types::CertificateDer<'static>>,
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|p| p.as_ref() == end_entity.as_ref())
+        {
+            return Ok(rustls::client::danger::ServerCertVerified::assertion());
+        }
+        self.webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// The certificates of a PEM file (a regular file of at most 1 MiB).

@@ -78,7 +78,17 @@ pub struct Job {
     pub report: Option<Report>,
     /// Why the job failed.
     pub error: Option<String>,
+    /// Items its journal had when the current run started.
+    #[serde(default)]
+    pub done_at_start: u64,
+    /// Runs in a row that the daemon's end interrupted with no item done.
+    #[serde(default)]
+    pub stalled: u32,
 }
+
+/// Runs ended by the daemon's end with no progress after which a job is
+/// not resumed again: it may be what ends the daemon.
+const MAX_STALLED_RUNS: u32 = 2;
 
 impl Job {
     /// The vendor's operation name for the request.
@@ -210,8 +220,9 @@ impl RestoreQueue {
                     continue;
                 }
             };
+            let mut job = job;
             if job.state == JobState::Running {
-                log::info!("job {} was interrupted; it resumes", job.id);
+                interrupted(&dir, &mut job);
             }
             jobs.insert(job.id, job);
         }
@@ -256,6 +267,8 @@ impl RestoreQueue {
                 total: 0,
                 report: None,
                 error: None,
+                done_at_start: 0,
+                stalled: 0,
             });
         }
         let mut written = Vec::new();
@@ -318,6 +331,11 @@ impl RestoreQueue {
         self.shared.jobs.lock().unwrap().values().cloned().collect()
     }
 
+    /// Every job id, in order (cheap: no job is copied).
+    pub fn job_ids(&self) -> Vec<u64> {
+        self.shared.jobs.lock().unwrap().keys().copied().collect()
+    }
+
     pub fn job(&self, id: u64) -> Option<Job> {
         self.shared.jobs.lock().unwrap().get(&id).cloned()
     }
@@ -336,6 +354,49 @@ impl RestoreQueue {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// A job the daemon's end interrupted: it resumes, unless its last runs
+/// got nowhere (a crash loop), then it fails with the journal's counts.
+fn interrupted(dir: &Path, job: &mut Job) {
+    let journal = read_journal(&dir.join(format!("{}.journal", job.id))).unwrap_or_default();
+    if journal.len() as u64 > job.done_at_start {
+        job.stalled = 0;
+    } else {
+        job.stalled += 1;
+    }
+    if job.stalled < MAX_STALLED_RUNS {
+        log::info!("job {} was interrupted; it resumes", job.id);
+        return;
+    }
+    log::error!(
+        "job {}: the daemon ended during its last runs; not resumed",
+        job.id
+    );
+    let mut report = Report::default();
+    for d in journal.values() {
+        if d.restored {
+            report.restored += 1;
+        } else {
+            report.skipped += 1;
+        }
+    }
+    job.state = JobState::Failed;
+    job.finished = Some(now_millis());
+    job.error = Some(format!(
+        "the daemon ended during {} runs of this job in a row, with no item done: \
+         not resumed again (see the daemon's log)",
+        job.stalled
+    ));
+    job.report = Some(report);
+    let tmp = dir.join(format!(".{}.json.tmp", job.id));
+    let stored = serde_json::to_vec_pretty(job)
+        .map_err(std::io::Error::other)
+        .and_then(|b| fs::write(&tmp, b))
+        .and_then(|_| fs::rename(&tmp, dir.join(format!("{}.json", job.id))));
+    if let Err(e) = stored {
+        log::error!("storing job {}: {e}", job.id);
     }
 }
 
@@ -398,7 +459,16 @@ fn worker(shared: &Shared) {
             }
         };
         log::info!("job {} started: {}", job.id, job.line);
-        let (state, report, error) = match run_job(shared, &job) {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(shared, &job)))
+            .unwrap_or_else(|p| {
+                let why = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(anyhow::anyhow!("internal error (a bug): {why}"))
+            });
+        let (state, report, error) = match ran {
             Ok(run) if run.stopped => (JobState::Stopped, Some(run.report), None),
             Ok(run) => match run.error {
                 Some(e) => (JobState::Failed, Some(run.report), Some(e)),
@@ -421,6 +491,8 @@ fn run_job(shared: &Shared, job: &Job) -> Result<engine::RunResult> {
     let plan = engine::plan(&shared.src, &job.request, run_day).map_err(anyhow::Error::msg)?;
     let journal_path = shared.journal_path(job.id);
     let done = read_journal(&journal_path)?;
+    let at_start = done.len() as u64;
+    shared.update(job.id, |j| j.done_at_start = at_start);
     let journal = private::append_file(&journal_path)?;
     let mut hooks = QueueHooks {
         shared,

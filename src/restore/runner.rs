@@ -12,6 +12,7 @@ use anyhow::Result;
 use sha2::{Digest, Sha256};
 
 use crate::restore::cancel::Cancel;
+use crate::restore::engine::FolderTree;
 use crate::restore::target::{open_target_with, Target, TargetSpec};
 use crate::restore::wire::{is_connection_problem, is_protocol_error, is_stopped};
 
@@ -150,17 +151,14 @@ pub struct Renamed {
     pub new: Vec<String>,
 }
 
-/// The names a group's folders have in the target. Each folder is a node
-/// (its parent's node and its own name), so memory grows with the number
-/// of folders, not with their depth times their number.
+/// The names a group's folders have in the target, by node of the plan's
+/// [`FolderTree`]: memory grows with the number of folders, not with their
+/// depth times their number.
 #[derive(Default)]
 pub struct FolderNames {
-    /// (parent node, name in the view) -> node; node 0 is the root.
-    nodes: HashMap<(usize, String), usize>,
-    /// Per node (index - 1): its parent, its name in the target, or why
-    /// the target refused it.
-    info: Vec<(usize, Result<String, String>)>,
-    last: Option<(Vec<String>, Vec<String>)>,
+    /// Per node: its name in the target, or why the target refused it.
+    names: HashMap<usize, Result<String, String>>,
+    last: Option<(usize, Vec<String>)>,
     pub renamed: Vec<Renamed>,
 }
 
@@ -169,37 +167,41 @@ impl FolderNames {
     /// there; names the target refuses are shortened first.
     pub fn resolve(
         &mut self,
-        path: &[String],
+        tree: &FolderTree,
+        node: usize,
         session: &mut Session,
     ) -> Result<Vec<String>, Unresolved> {
-        if let Some((view, target)) = &self.last {
-            if view == path {
+        if let Some((n, target)) = &self.last {
+            if *n == node {
                 return Ok(target.clone());
             }
         }
-        let mut node = 0;
-        let mut mapped: Vec<String> = Vec::with_capacity(path.len());
-        for (i, name) in path.iter().enumerate() {
-            if let Some(&n) = self.nodes.get(&(node, name.clone())) {
-                match &self.info[n - 1].1 {
-                    Ok(t) => mapped.push(t.clone()),
-                    Err(why) => return Err(Unresolved::Refused(why.clone())),
-                }
-                node = n;
-                continue;
+        // Up to the root: the nodes not resolved yet, deepest first, and
+        // the target names of the resolved ones above them.
+        let mut todo = Vec::new();
+        let mut known = Vec::new();
+        let mut n = node;
+        while let Some((parent, name)) = tree.parent(n) {
+            match self.names.get(&n) {
+                Some(Err(why)) => return Err(Unresolved::Refused(why.clone())),
+                Some(Ok(t)) => known.push(t.clone()),
+                None if known.is_empty() => todo.push((n, name)),
+                None => unreachable!("a node is resolved only after its parent"),
             }
+            n = parent;
+        }
+        known.reverse();
+        let mut mapped = known;
+        for &(n, name) in todo.iter().rev() {
             let got = self.create(&mapped, name, session)?;
-            self.info.push((node, got.clone()));
-            let n = self.info.len();
-            self.nodes.insert((node, name.clone()), n);
-            node = n;
+            self.names.insert(n, got.clone());
             match got {
                 Ok(t) => {
-                    if t != *name {
+                    if t != name {
                         let mut new = mapped.clone();
                         new.push(t.clone());
                         self.renamed.push(Renamed {
-                            old: path[..=i].to_vec(),
+                            old: tree.path(n),
                             new,
                         });
                     }
@@ -208,7 +210,7 @@ impl FolderNames {
                 Err(why) => return Err(Unresolved::Refused(why)),
             }
         }
-        self.last = Some((path.to_vec(), mapped.clone()));
+        self.last = Some((node, mapped.clone()));
         Ok(mapped)
     }
 
@@ -227,7 +229,7 @@ impl FolderNames {
             match session.call(|t| t.ensure_folder(&path)) {
                 Ok(Ok(())) => return Ok(Ok(cand)),
                 Ok(Err(e)) => {
-                    log::warn!("the target refused folder {}: {e:#}", path.join("/"));
+                    log::debug!("the target refused folder {cand:?}: {e:#}");
                     why = format!("{e:#}");
                 }
                 Err(f) => return Err(Unresolved::Fatal(f)),

@@ -98,7 +98,19 @@ impl Dovecot {
         Dovecot::start_with("")
     }
 
-    /// Start with `extra` appended to the config (later settings win).
+    /// Serving the self-signed certificate `self_signed()` instead of one
+    /// signed by the test CA.
+    pub fn start_self_signed() -> Dovecot {
+        Dovecot::start_with("ssl_cert = <{dir}/self.pem\nssl_key = <{dir}/self.key\n")
+    }
+
+    /// The self-signed certificate of [`Dovecot::start_self_signed`].
+    pub fn self_signed(&self) -> PathBuf {
+        self.dir().join("self.pem")
+    }
+
+    /// Start with `extra` appended to the config (later settings win;
+    /// `{dir}` is the server's directory).
     pub fn start_with(extra: &str) -> Dovecot {
         require_installed();
         let dir = tempfile::Builder::new()
@@ -125,7 +137,7 @@ impl Dovecot {
         for attempt in 1..=3 {
             dc.port = free_port();
             dc.tls_port = free_port();
-            dc.spawn(extra);
+            dc.spawn(&extra.replace("{dir}", &dc.dir().display().to_string()));
             match dc.wait_greeting() {
                 Ok(()) => return dc,
                 Err(log) if attempt < 3 && log.contains("Address already in use") => {
@@ -367,4 +379,13 @@ fn make_certs(d: &Path) {
             "-extfile",
             "ext.cnf",
         ]));
+    // A self-signed server certificate as `openssl req -x509` makes one
+    // by default (it says CA:TRUE and is its own issuer): self.pem/.key.
+    run(Command::new("openssl")
+        .current_dir(d)
+        .args(["req", "-x509"])
+        .args(ec)
+        .args(["-keyout", "self.key", "-out", "self.pem", "-days", "2"])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]));
 }
