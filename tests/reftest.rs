@@ -31,6 +31,8 @@ fn config() -> ProptestConfig {
         cases,
         failure_persistence: None,
         max_shrink_iters: 2048,
+        // A failure is reported after at most a minute of shrinking.
+        max_shrink_time: 60_000,
         ..ProptestConfig::default()
     }
 }

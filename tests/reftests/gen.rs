@@ -45,7 +45,7 @@ pub struct Blob {
 }
 
 impl std::fmt::Debug for Blob {
-    // Blobs reach 600 kB: a failing case prints their size, not their bytes.
+    // Blobs reach 300 kB: a failing case prints their size, not their bytes.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -279,6 +279,23 @@ pub const FLAG_WORDS: [&str; 7] = [
     "$MDNSent",
 ];
 
+/// Flags of a state: mostly the common sets (read, unread, read and
+/// flagged), else any combination of the words.
+fn flag_words(pick: u8) -> Vec<String> {
+    let bits = match pick {
+        0..=63 => 1,
+        64..=95 => 0,
+        96..=127 => 0b1001,
+        _ => pick & 0x7f,
+    };
+    FLAG_WORDS
+        .iter()
+        .enumerate()
+        .filter(|(b, _)| bits & (1 << b) != 0)
+        .map(|(_, w)| w.to_string())
+        .collect()
+}
+
 const TAGS: &[&[&str]] = &[&[], &["work"], &["work", "urgent"], &["ünï"]];
 
 pub const DAMAGES: [Damage; 8] = [
@@ -337,7 +354,7 @@ fn message_bytes(i: usize) -> Vec<u8> {
     .into_bytes();
     let len = match i {
         0 => 20,
-        3 => 600_000,
+        3 => 300_000,
         _ => 37 * i * i + 5,
     };
     b.extend((0..len).map(|k| {
@@ -497,12 +514,7 @@ fn file_item(id: i64, spec: &ItemSpec, user_folders: &[i64], blobs: &[Blob]) -> 
     let deleted = deleted_flags(spec);
     let mut states: Vec<ItemState> = Vec::new();
     for (i, s) in spec.states.iter().enumerate() {
-        let flags: Vec<String> = FLAG_WORDS
-            .iter()
-            .enumerate()
-            .filter(|(b, _)| s.flags & (1 << b) != 0)
-            .map(|(_, w)| w.to_string())
-            .collect();
+        let flags = flag_words(s.flags);
         let tags: Vec<String> = pick(TAGS, s.tags).iter().map(|t| t.to_string()).collect();
         let mut st = ItemState {
             start: starts[i],
@@ -579,7 +591,8 @@ pub fn build(spec: &Spec) -> Backup {
         let status = pick(&["active", "closed", "deleted", "locked"], aspec.status);
         let account = Account {
             key: format!("4a217bb3-6861-4c9f-80f8-f345ae2897b{a}"),
-            name: format!("user{a}@example.com"),
+            // Some accounts share an address with the first one.
+            name: format!("user{}@example.com", if aspec.status >= 192 { 0 } else { a }),
             status: status.to_string(),
             deleted_at: (status == "deleted").then_some(DAY0 + 10 * DAY),
             ..Default::default()

@@ -361,9 +361,16 @@ pub fn check_dir(fs: &MailFs, d: &mut Diffs, ino: u64, path: &str, want: &EDir) 
     }
 }
 
-/// `@INSTANT` as the design writes it, to the millisecond.
-pub fn instant_name(t: Millis) -> String {
-    format!("@{}", r::rfc3339(t))
+/// `@INSTANT` in the forms the design allows for `t`: to the millisecond,
+/// and to the second (with or without `Z`, and compact) when `t` is whole.
+pub fn instant_names(t: Millis) -> Vec<String> {
+    let mut out = vec![format!("@{}", r::rfc3339(t))];
+    if t % 1000 == 0 {
+        let s = &r::rfc3339(t)[..19];
+        let compact: String = s.replace(['-', ':'], "").replace('T', ".");
+        out.extend([format!("@{s}"), format!("@{s}Z"), format!("@{compact}")]);
+    }
+    out
 }
 
 /// Compare every view of every account with the reference; `instants` are
@@ -373,18 +380,15 @@ pub fn check_backup(fs: &MailFs, backup: &Backup, instants: &[Millis]) -> Result
     let root = MailFs::ROOT_INO;
     let listing = fs.readdir(root).map_err(|e| e.to_string())?;
     let got: BTreeSet<String> = listing.entries.iter().map(|e| e.name.clone()).collect();
-    let mut want: BTreeSet<String> = backup
-        .accounts
-        .iter()
-        .map(|(a, _)| a.name.clone())
-        .collect();
+    let dir_names = r::account_dirs(backup);
+    let mut want: BTreeSet<String> = dir_names.iter().cloned().collect();
     want.insert(".control".into());
     if got != want {
         d.add("/", format!("accounts {got:?}, want {want:?}"));
     }
-    for (account, items) in &backup.accounts {
-        let apath = format!("/{}", account.name);
-        let Ok(a) = fs.lookup(root, &account.name) else {
+    for ((account, items), dir_name) in backup.accounts.iter().zip(&dir_names) {
+        let apath = format!("/{dir_name}");
+        let Ok(a) = fs.lookup(root, dir_name) else {
             d.add(&apath, "account directory missing");
             continue;
         };
@@ -433,7 +437,10 @@ pub fn check_backup(fs: &MailFs, backup: &Backup, instants: &[Millis]) -> Result
             views.push((r::day_name(day), r::time_view(backup, items, end)));
         }
         for &t in instants {
-            views.push((instant_name(t), r::time_view(backup, items, t)));
+            let tree = r::time_view(backup, items, t);
+            for name in instant_names(t) {
+                views.push((name, tree.clone()));
+            }
         }
         for (name, want) in views {
             let vpath = format!("{apath}/{name}");

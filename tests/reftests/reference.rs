@@ -122,6 +122,27 @@ pub fn day_name(day: i64) -> String {
         .to_string()
 }
 
+/// Account directory names, in the order of `backup.accounts`: the
+/// address; the second and later accounts with one address (by id) get
+/// `ADDRESS~ID`.
+pub fn account_dirs(backup: &Backup) -> Vec<String> {
+    backup
+        .accounts
+        .iter()
+        .map(|(a, _)| {
+            let earlier = backup
+                .accounts
+                .iter()
+                .any(|(b, _)| b.name == a.name && b.key < a.key);
+            if earlier {
+                format!("{}~{}", a.name, a.key)
+            } else {
+                a.name.clone()
+            }
+        })
+        .collect()
+}
+
 // ----- names ---------------------------------------------------------------------
 
 /// Cut on a UTF-8 boundary.

@@ -348,8 +348,14 @@ pub fn write(backup: &Backup, root: &Path, seed: u64) {
             write_item(&mut c, &dir.join("items"), item, &backup.blobs);
         }
     }
+    let used: std::collections::BTreeSet<&str> = backup
+        .accounts
+        .iter()
+        .flat_map(|(_, items)| items.iter().flat_map(|i| &i.states))
+        .filter_map(|s| s.blob.as_ref().map(|b| b.locator.as_str()))
+        .collect();
     for b in backup.blobs.values() {
-        if b.damage == Damage::Missing {
+        if b.damage == Damage::Missing || !used.contains(b.digest.as_str()) {
             continue;
         }
         let chars: Vec<char> = b.digest.chars().collect();
