@@ -204,6 +204,31 @@ fn is_vcard(b: &[u8]) -> bool {
     s.starts_with("BEGIN:VCARD") && s.trim_end().ends_with("END:VCARD")
 }
 
+/// Reads at offsets around the cache windows and the end give the same
+/// bytes as the whole file.
+fn check_offsets(fs: &MailFs, d: &mut Diffs, ino: u64, path: &str, whole: &[u8]) {
+    let Ok(fh) = fs.open(ino, false) else {
+        return d.add(path, "second open failed");
+    };
+    let len = whole.len() as u64;
+    let mut offsets = vec![len.saturating_sub(1), len, len + 10, 1];
+    if len > 70_000 {
+        offsets.extend([262_143, 262_144, 65_535, len - 4096, 7]);
+    }
+    for off in offsets {
+        let lo = (off as usize).min(whole.len());
+        let hi = (lo + 4096).min(whole.len());
+        match fs.read(fh, off, 4096) {
+            Ok(b) if b == whole[lo..hi] => {}
+            other => d.add(
+                path,
+                format!("read at {off}: {:?} bytes", other.map(|b| b.len())),
+            ),
+        }
+    }
+    fs.release(fh);
+}
+
 /// Compare one file (found as `name` in directory `dir`) with `want`.
 fn check_file(fs: &MailFs, d: &mut Diffs, dir: u64, name: &str, path: &str, want: &EFile) {
     d.1 += 1;
@@ -235,7 +260,17 @@ fn check_file(fs: &MailFs, d: &mut Diffs, dir: u64, name: &str, path: &str, want
             );
         }
     }
+    match fs.getattr(attr.ino) {
+        Ok(g) if g.size == attr.size && g.mtime == attr.mtime => {}
+        other => d.add(path, format!("getattr {other:?} after lookup {attr:?}")),
+    }
+    if !matches!(fs.open(attr.ino, true), Err(FsError::ReadOnly)) {
+        d.add(path, "opened for writing");
+    }
     let got = read_all(fs, attr.ino, attr.size);
+    if let (Ok(g), Content::Bytes(_)) = (&got, &want.content) {
+        check_offsets(fs, d, attr.ino, path, g);
+    }
     let ok = match (&want.content, &got) {
         (Content::Eio, Err(e)) => e.to_errno() == libc::EIO,
         (Content::Eio, Ok(_)) => false,
@@ -307,6 +342,11 @@ pub fn check_dir(fs: &MailFs, d: &mut Diffs, ino: u64, path: &str, want: &EDir) 
     let mut files = Vec::new();
     let mut salvaged = Vec::new();
     for e in &listing.entries {
+        // What readdirplus hands out is what a lookup finds.
+        match (fs.entry_attr(e), fs.lookup(ino, &e.name)) {
+            (Ok(a), Ok(b)) if a.ino == b.ino && a.kind == e.kind => {}
+            (a, b) => d.add(path, format!("{:?}: readdirplus {a:?}, lookup {b:?}", e.name)),
+        }
         if !seen.insert(e.name.clone()) {
             d.add(path, format!("{:?} listed twice", e.name));
         }
