@@ -231,7 +231,9 @@ const FOLDER_NAMES: &[&str] = &[
     "tab\there",
     "del\u{7f}",
     "c1\u{85}x",
-    "unknown_777",
+    // Like the directory of a missing folder, but not of one that is
+    // generated (`unknown_777` itself: see found::deleted_unknown_folder_*).
+    "unknown_999",
     "Trash",
     "日本",
     "same",
@@ -253,6 +255,9 @@ const SUBJECTS: &[&str] = &[
     "Service mailboxd started on test.example.com",
     ".",
     "x",
+    // Written as invalid UTF-8 or an unpaired surrogate escape by the
+    // Zextras writer: the reader must give U+FFFD.
+    "bad \u{FFFD} bytes",
 ];
 
 const CONTACT_NAMES: &[&str] = &["John Smith", "", "..", "--", "Zoë", "O'Brien, Ann"];
@@ -592,7 +597,10 @@ pub fn build(spec: &Spec) -> Backup {
         let account = Account {
             key: format!("4a217bb3-6861-4c9f-80f8-f345ae2897b{a}"),
             // Some accounts share an address with the first one.
-            name: format!("user{}@example.com", if aspec.status >= 192 { 0 } else { a }),
+            name: format!(
+                "user{}@example.com",
+                if aspec.status >= 192 { 0 } else { a }
+            ),
             status: status.to_string(),
             deleted_at: (status == "deleted").then_some(DAY0 + 10 * DAY),
             ..Default::default()

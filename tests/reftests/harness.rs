@@ -345,7 +345,10 @@ pub fn check_dir(fs: &MailFs, d: &mut Diffs, ino: u64, path: &str, want: &EDir) 
         // What readdirplus hands out is what a lookup finds.
         match (fs.entry_attr(e), fs.lookup(ino, &e.name)) {
             (Ok(a), Ok(b)) if a.ino == b.ino && a.kind == e.kind => {}
-            (a, b) => d.add(path, format!("{:?}: readdirplus {a:?}, lookup {b:?}", e.name)),
+            (a, b) => d.add(
+                path,
+                format!("{:?}: readdirplus {a:?}, lookup {b:?}", e.name),
+            ),
         }
         if !seen.insert(e.name.clone()) {
             d.add(path, format!("{:?} listed twice", e.name));

@@ -437,6 +437,15 @@ fn dir_of(
 
 /// Directories at `t`, and the directory of each item shown then.
 fn dirs_at(items: &[Item], t: Millis) -> (Dirs, Vec<(i64, &Item, &ItemState)>) {
+    dirs_with(items, t, None)
+}
+
+/// The same, as if an item were also filed in folder `extra`.
+fn dirs_with(
+    items: &[Item],
+    t: Millis,
+    extra: Option<i64>,
+) -> (Dirs, Vec<(i64, &Item, &ItemState)>) {
     let folders = folders_at(items, t);
     let mut unknown = BTreeSet::new();
     let mut hidden = BTreeSet::new();
@@ -450,6 +459,9 @@ fn dirs_at(items: &[Item], t: Millis) -> (Dirs, Vec<(i64, &Item, &ItemState)>) {
                 hidden.insert(id);
             }
         }
+    }
+    if let Some(f) = extra {
+        dir_of(&folders, &hidden, f, &mut unknown);
     }
     let mut files = Vec::new();
     for item in items.iter().filter(|i| is_file(kind_of(i))) {
@@ -651,7 +663,8 @@ pub fn deleted_view(backup: &Backup, items: &[Item]) -> EDir {
         }
         let t0 = last.start - 1;
         let f = last.folder_id.or(before.folder_id).unwrap_or(VIEW_ROOT);
-        let (dirs, _) = dirs_at(items, t0);
+        // The view just before the deletion, the item in it.
+        let (dirs, _) = dirs_with(items, t0, Some(f));
         let path = if f == VIEW_ROOT || f == MAILBOX_ROOT {
             Vec::new()
         } else if dirs.parent.contains_key(&f) {

@@ -276,13 +276,36 @@ fn write_item(c: &mut Choices, dir: &Path, item: &Item, blobs: &BTreeMap<String,
         } else {
             Value::Array(arr)
         };
-        if c.chance(50) {
+        let json = if c.chance(50) {
             serde_json::to_vec_pretty(&v).unwrap()
         } else {
             serde_json::to_vec(&v).unwrap()
-        }
+        };
+        damage_text(c, json)
     };
     std::fs::write(nn.join(item.id.to_string()), bytes).unwrap();
+}
+
+/// U+FFFD in a metadata file written as what the doc says becomes U+FFFD:
+/// an invalid UTF-8 byte, or an unpaired surrogate escape.
+fn damage_text(c: &mut Choices, json: Vec<u8>) -> Vec<u8> {
+    const FFFD: &[u8] = "\u{FFFD}".as_bytes();
+    let mut out = Vec::with_capacity(json.len());
+    let mut i = 0;
+    while i < json.len() {
+        if json[i..].starts_with(FFFD) {
+            out.extend_from_slice(match c.below(3) {
+                0 => b"\xff".as_slice(),
+                1 => br"\ud800".as_slice(),
+                _ => FFFD,
+            });
+            i += FFFD.len();
+        } else {
+            out.push(json[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn write_account_info(c: &mut Choices, dir: &Path, a: &Account) {
@@ -339,8 +362,21 @@ fn stored_blob(c: &mut Choices, b: &Blob) -> Vec<u8> {
 /// Write `backup` as a backup path under `root`.
 pub fn write(backup: &Backup, root: &Path, seed: u64) {
     let mut c = Choices::new(seed);
+    // What a backup path holds besides: ignored for browsing.
+    std::fs::create_dir_all(root.join("servers")).unwrap();
+    std::fs::write(
+        root.join("servers/customizations_12_07_13#10_00_00.tar.gz"),
+        b"x",
+    )
+    .unwrap();
+    std::fs::write(root.join("map_server1"), b"{}").unwrap();
+    std::fs::create_dir_all(root.join("accounts")).unwrap();
+    std::fs::write(root.join("accounts/README"), b"not an account").unwrap();
     for (account, items) in &backup.accounts {
         let dir = root.join("accounts").join(&account.key);
+        std::fs::create_dir_all(dir.join("items/00")).unwrap();
+        std::fs::write(dir.join("items/00/notes.txt"), b"not an item").unwrap();
+        std::fs::write(dir.join("id_mapper.log"), b"").unwrap();
         std::fs::create_dir_all(dir.join("items")).unwrap();
         write_account_info(&mut c, &dir, account);
         std::fs::write(dir.join("account_stat"), b"{}").unwrap();
