@@ -9,7 +9,7 @@
 //! that no state references are orphans. Blobs are verified in parallel, one
 //! thread per core, with a progress bar on a terminal.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -21,7 +21,8 @@ use serde::Serialize;
 
 use crate::format::BackupReader;
 use crate::fs::salvage::{kind_of, malformed};
-use crate::model::BlobRef;
+use crate::fs::tree::{folder_cycles, FolderCycle, FolderPlace};
+use crate::model::{BlobRef, Item, ItemId, ItemKind};
 
 /// What to check.
 #[derive(Clone, Debug, Default)]
@@ -40,7 +41,7 @@ pub struct CheckOptions {
 pub struct Problem {
     /// `malformed metadata`, `missing blob`, `unreadable blob`,
     /// `corrupt gzip`, `truncated gzip`, `digest mismatch`, `size mismatch`,
-    /// `account`.
+    /// `folder cycle`, `account`.
     pub kind: String,
     /// The item's label (its id), when the problem is an item's.
     pub item: Option<String>,
@@ -200,6 +201,41 @@ fn bar(show: bool, len: Option<u64>, template: &str) -> ProgressBar {
 }
 
 /// Check the backup `reader` reads.
+/// The places in the tree a folder item ever had; `None` for other items.
+fn folder_places(item: &Item) -> Option<Vec<FolderPlace>> {
+    if !item.states.iter().any(|s| s.kind == Some(ItemKind::Folder)) {
+        return None;
+    }
+    Some(
+        item.states
+            .iter()
+            .map(|s| FolderPlace {
+                start: s.start,
+                end: s.end,
+                deleted: s.deleted,
+                parent: s.folder_id,
+            })
+            .collect(),
+    )
+}
+
+/// A parent cycle hides nothing (the views break it), but the backup is
+/// not coherent: say where.
+fn cycle_problem(cycle: &FolderCycle) -> Problem {
+    let ids: Vec<String> = cycle.folders.iter().map(|f| f.to_string()).collect();
+    Problem {
+        kind: "folder cycle".into(),
+        item: cycle.folders.first().map(|f| f.to_string()),
+        blob: None,
+        detail: format!(
+            "folders {} are each other's parents from {} on; shown under unknown_{}",
+            ids.join(" -> "),
+            crate::timeline::format_instant(cycle.since),
+            ids[0]
+        ),
+    }
+}
+
 pub fn run(reader: &dyn BackupReader, opts: &CheckOptions) -> Result<Report> {
     let started = Instant::now();
     let entries = reader.list_accounts()?;
@@ -230,10 +266,14 @@ pub fn run(reader: &dyn BackupReader, opts: &CheckOptions) -> Result<Report> {
             problems: Vec::new(),
         };
         let mut uses: Vec<(String, BlobRef, String, Option<u64>)> = Vec::new();
+        let mut folders: BTreeMap<ItemId, Vec<FolderPlace>> = BTreeMap::new();
         meta_bar.set_message(entry.key.clone());
         let account = match reader.read_account(&entry.key, &mut |item| {
             report.items += 1;
             meta_bar.inc(1);
+            if let Some(places) = folder_places(&item) {
+                folders.insert(item.id, places);
+            }
             if let Some(err) = &item.error {
                 report.problems.push(Problem {
                     kind: "malformed metadata".into(),
@@ -289,6 +329,9 @@ pub fn run(reader: &dyn BackupReader, opts: &CheckOptions) -> Result<Report> {
                 blob: None,
                 detail: p.clone(),
             });
+        }
+        for cycle in folder_cycles(&folders) {
+            report.problems.push(cycle_problem(&cycle));
         }
         let mut own: HashSet<String> = HashSet::new();
         for (locator, blob, label, size) in uses {

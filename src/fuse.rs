@@ -248,10 +248,13 @@ impl Filesystem for FuseAdapter {
         if write && !self.may_write(req) {
             return reply.error(Errno::EACCES);
         }
+        // Control files are read fresh and need FLUSH at close (a line left
+        // without its newline fails the close); every other file is cached
+        // and closes without a round trip.
         let cache = if self.fs.getattr(ino.0).is_ok_and(|a| a.volatile) {
             FopenFlags::FOPEN_DIRECT_IO
         } else {
-            FopenFlags::FOPEN_KEEP_CACHE
+            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
         };
         match self.fs.open(ino.0, write) {
             Ok(fh) => reply.opened(FileHandle(fh), cache),
@@ -293,15 +296,33 @@ impl Filesystem for FuseAdapter {
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
+        ino: INodeNo,
+        fh: FileHandle,
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Nothing to flush (writes to .control/ take effect in `write`).
-        // ENOSYS tells the kernel to stop sending FLUSH on every close:
-        // one round trip less per file read (scripts/bench, reads).
-        reply.error(Errno::ENOSYS);
+        // Only control files get here (the others are opened with
+        // FOPEN_NOFLUSH); never ENOSYS, which would stop FLUSH for the
+        // whole connection.
+        match self.fs.flush(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(failed("flush", ino.0, &e)),
+        }
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // No ioctl is supported; said quietly (tools probe on every open).
+        reply.error(Errno::ENOTTY);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -379,7 +400,7 @@ impl Filesystem for FuseAdapter {
         if !self.may_write(req) {
             return reply.error(Errno::EACCES);
         }
-        match self.fs.write(fh.0, data) {
+        match self.fs.write(fh.0, data, req.uid()) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(failed("write", ino.0, &e)),
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use mailbackfs::catalog;
 use mailbackfs::format::FormatChoice;
 use mailbackfs::mount::{self, MountOptions};
 use mailbackfs::timeline::format_instant;
@@ -292,7 +293,10 @@ fn restore(backup: &BackupArgs, requests: &[String]) -> ExitCode {
                 hooks.0.finish_and_clear();
                 print!("{}", run.report.render());
                 println!();
-                all_restored &= run.report.unrestored.is_empty();
+                if let Some(e) = &run.error {
+                    eprintln!("mailbackfs: {line}: {e}");
+                }
+                all_restored &= run.report.unrestored.is_empty() && run.error.is_none();
             }
             Err(e) => {
                 hooks.0.abandon();
@@ -325,6 +329,7 @@ impl mailbackfs::restore::engine::RunHooks for BarHooks {
     fn item_done(
         &mut self,
         _key: &str,
+        _digest: Option<&str>,
         _outcome: &mailbackfs::restore::engine::ItemOutcome,
     ) -> Result<()> {
         self.0.inc(1);
@@ -435,14 +440,9 @@ fn mountd_path() -> PathBuf {
 /// Start the mount daemon detached and return once the mount answers.
 fn mount_in_background(opts: &MountOptions) -> Result<()> {
     let index_dir = mount::index_dir(&opts.backup, opts.index.as_deref())?;
-    std::fs::create_dir_all(&index_dir)
-        .with_context(|| format!("creating {}", index_dir.display()))?;
+    catalog::private::create_dir(&index_dir)?;
     let log_path = index_dir.join("mountd.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log = catalog::private::append_file(&log_path)?;
     let mut cmd = Command::new(mountd_path());
     cmd.arg(&opts.backup)
         .arg(&opts.mountpoint)

@@ -11,83 +11,18 @@
 mod support;
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use base64::Engine as _;
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use serde_json::json;
+use support::handmade::{message, Backup};
 use support::{names, xattr, Mount};
 
 const ACCOUNT: &str = "rules@example.com";
 const T1: i64 = 1_373_639_744_000; // 2013-07-12T14:35:44Z
 const T2: i64 = T1 + 3_600_000;
 const T3: i64 = T2 + 3_600_000;
-
-struct Backup {
-    root: PathBuf,
-    acct_dir: PathBuf,
-}
-
-impl Backup {
-    fn new(root: &Path) -> Backup {
-        let acct_dir = root.join("accounts/4a217bb3-0000-4c9f-80f8-f345ae2897b5");
-        fs::create_dir_all(&acct_dir).unwrap();
-        fs::create_dir_all(root.join("items")).unwrap();
-        fs::write(
-            acct_dir.join("account_info"),
-            json!({"id": "4a217bb3-0000-4c9f-80f8-f345ae2897b5", "name": ACCOUNT, "status": "active"})
-                .to_string(),
-        )
-        .unwrap();
-        Backup {
-            root: root.to_path_buf(),
-            acct_dir,
-        }
-    }
-
-    /// `items/<NN>/<id>`: the JSON array of states.
-    fn item(&self, id: i64, states: Value) {
-        let dir = self.acct_dir.join(format!("items/{:02}", id % 100));
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join(id.to_string()), states.to_string()).unwrap();
-    }
-
-    fn folder(&self, id: i64, parent: i64, name: &str) {
-        self.item(
-            id,
-            json!([{"id": id, "type": "folder", "start_date": T1 - 1000,
-                    "folder_id": parent, "name": name, "flags": 0}]),
-        );
-    }
-
-    /// Store `stored` gzipped under the digest of `claimed`; returns the digest.
-    fn blob_named_for(&self, claimed: &[u8], stored: &[u8]) -> String {
-        let digest = base64::engine::general_purpose::STANDARD
-            .encode(Sha256::digest(claimed))
-            .replace('/', ",");
-        let dir = self.root.join("items").join(&digest[..2]);
-        fs::create_dir_all(&dir).unwrap();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(stored).unwrap();
-        fs::write(dir.join(&digest), gz.finish().unwrap()).unwrap();
-        digest
-    }
-
-    fn blob(&self, bytes: &[u8]) -> String {
-        self.blob_named_for(bytes, bytes)
-    }
-}
-
-fn message(subject: &str) -> Vec<u8> {
-    format!(
-        "From: a@example.com\r\nTo: {ACCOUNT}\r\nSubject: {subject}\r\n\
-         Message-ID: <{}@example.com>\r\n\r\nbody of {subject}\r\n",
-        subject.len()
-    )
-    .into_bytes()
-}
 
 /// The backup of every case, and what the tests need to know of it.
 struct Cases {
@@ -101,7 +36,7 @@ struct Cases {
 fn cases() -> Cases {
     let dir = tempfile::tempdir().unwrap();
     let backup = dir.path().join("backup");
-    let b = Backup::new(&backup);
+    let b = Backup::new(&backup, "4a217bb3-0000-4c9f-80f8-f345ae2897b5", ACCOUNT);
     b.folder(2, 1, "Inbox");
     b.folder(3, 1, "Trash");
     b.folder(7, 1, "Contacts");

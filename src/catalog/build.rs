@@ -257,10 +257,14 @@ impl AccountBuild {
                kind, folder_id, name, subject, blob, digest, size, date, flags, tags, fields)
              VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )?;
-        let states = completed_states(&item.states);
-        let ends = effective_ends(&states);
+        // Completed one at a time from the previous one: an item of 200,000
+        // states is not held twice.
+        let states = &item.states;
+        let ends = effective_ends(states);
         let mut counted = false;
-        for (seq, (s, end)) in states.iter().zip(&ends).enumerate() {
+        let mut prev: Option<ItemState> = None;
+        for (seq, (raw, end)) in states.iter().zip(&ends).enumerate() {
+            let s = completed(raw, prev.as_ref());
             let kind = s.kind.unwrap_or(ItemKind::Hidden);
             if kind.is_file() || kind == ItemKind::Folder {
                 self.days.insert(day_of(s.start));
@@ -289,10 +293,9 @@ impl AccountBuild {
                 s.date,
                 s.flags.join(" "),
                 s.tags.join(","),
-                s.fields
-                    .as_ref()
-                    .map(|f| serde_json::Value::Object(f.clone()).to_string()),
+                s.fields.as_ref().map(fields_json),
             ])?;
+            prev = Some(s);
         }
         Ok(())
     }
@@ -326,47 +329,54 @@ impl AccountBuild {
     }
 }
 
-/// States as the catalogue keeps them: a state without a kind takes the
-/// previous one's, and a deletion keeps what the item was (folder, name,
-/// subject, blob) so that `deleted/` and `history/` can show it.
-fn completed_states(states: &[ItemState]) -> Vec<ItemState> {
-    let mut out: Vec<ItemState> = Vec::with_capacity(states.len());
-    for s in states {
-        let mut s = s.clone();
-        if let Some(prev) = out.last() {
-            if s.kind.is_none() {
-                s.kind = prev.kind;
-            }
-            if s.deleted {
-                s.folder_id = s.folder_id.or(prev.folder_id);
-                s.name = s.name.or_else(|| prev.name.clone());
-                s.subject = s.subject.or_else(|| prev.subject.clone());
-                s.blob = s.blob.or_else(|| prev.blob.clone());
-                s.size = s.size.or(prev.size);
-                s.date = s.date.or(prev.date);
-                s.fields = s.fields.or_else(|| prev.fields.clone());
-                if s.flags.is_empty() {
-                    s.flags = prev.flags.clone();
-                }
-                if s.tags.is_empty() {
-                    s.tags = prev.tags.clone();
-                }
-            }
-        }
-        out.push(s);
+/// A state as the catalogue keeps it: without a kind it takes the previous
+/// one's, and a deletion keeps what the item was (folder, name, subject,
+/// blob) so that `deleted/` and `history/` can show it.
+fn completed(s: &ItemState, prev: Option<&ItemState>) -> ItemState {
+    let mut s = s.clone();
+    let Some(prev) = prev else {
+        return s;
+    };
+    if s.kind.is_none() {
+        s.kind = prev.kind;
     }
-    out
+    if s.deleted {
+        s.folder_id = s.folder_id.or(prev.folder_id);
+        s.name = s.name.or_else(|| prev.name.clone());
+        s.subject = s.subject.or_else(|| prev.subject.clone());
+        s.blob = s.blob.or_else(|| prev.blob.clone());
+        s.size = s.size.or(prev.size);
+        s.date = s.date.or(prev.date);
+        s.fields = s.fields.or_else(|| prev.fields.clone());
+        if s.flags.is_empty() {
+            s.flags = prev.flags.clone();
+        }
+        if s.tags.is_empty() {
+            s.tags = prev.tags.clone();
+        }
+    }
+    s
 }
 
+/// Contact fields as the catalogue stores them.
+fn fields_json(f: &serde_json::Map<String, serde_json::Value>) -> String {
+    serde_json::to_string(f).unwrap_or_default()
+}
+
+/// Names at the mount's root that no account directory may take.
+pub const RESERVED_ROOT_NAMES: [&str; 1] = [".control"];
+
 /// Directory names of accounts: the address, and `ADDRESS~KEY` for the
-/// second and later accounts with one address (in key order).
+/// second and later accounts with one address (in key order), and for an
+/// account whose address is a reserved root name (`.control`).
 fn assign_dir_names(tx: &Connection) -> Result<()> {
     let rows: Vec<(i64, String, String)> = {
         let mut st = tx.prepare("SELECT id, name, key FROM accounts ORDER BY key")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
-    let mut seen = std::collections::HashSet::new();
+    let mut seen: std::collections::HashSet<String> =
+        RESERVED_ROOT_NAMES.iter().map(|n| n.to_string()).collect();
     let mut upd = tx.prepare("UPDATE accounts SET dir_name=?2 WHERE id=?1")?;
     for (id, name, key) in rows {
         let base = crate::fs::names::sanitize_component(&name, &key);

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OpenFlags};
 
 mod build;
+pub mod private;
 mod query;
 
 pub use build::{refresh, RefreshStats};
@@ -88,9 +89,9 @@ impl Catalog {
     /// older catalogue is emptied so that the next refresh rebuilds it.
     pub fn open(path: &Path) -> Result<Catalog> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating catalogue directory {}", dir.display()))?;
+            private::create_dir(dir).context("creating the catalogue directory")?;
         }
+        private::touch_file(path)?;
         let conn = Self::connect(path)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -23,10 +23,34 @@ pub trait ControlPlane: Send + Sync {
     fn list(&self, dir: &str) -> Option<Vec<ControlEntry>>;
     /// The current bytes of a file, or `None` when there is no such file.
     fn read(&self, path: &str) -> Option<Vec<u8>>;
-    /// Take one `write(2)` to a writable file. `Err(reason)` makes the write
-    /// fail with EINVAL and must change nothing (the reason is kept for
-    /// `last-error`).
-    fn write(&self, path: &str, data: &[u8]) -> Result<(), String>;
+    /// Take the complete lines (each ended by `\n`) of one `write(2)` to a
+    /// writable file. `Err(reason)` makes the write fail with EINVAL and
+    /// must change nothing (the reason is kept for `last-error`). `writer`
+    /// is the uid of the writing process.
+    fn write(&self, path: &str, data: &[u8], writer: u32) -> Result<(), String>;
+    /// Keep `why` for `last-error`: something the filesystem refused by
+    /// itself (a line never ended, a line too long).
+    fn refuse(&self, why: String);
+}
+
+/// The most `last-error` holds: a request line quoted in full could be
+/// as long as the line limit.
+pub const LAST_ERROR_MAX: usize = 4096;
+
+/// `why` with a line end, cut to [`LAST_ERROR_MAX`] bytes (on a character
+/// boundary, marked with `...`).
+pub fn last_error_text(why: &str) -> String {
+    let mut s = why.trim_end().to_string();
+    if s.len() > LAST_ERROR_MAX {
+        let mut cut = LAST_ERROR_MAX - 4;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s.push('\n');
+    s
 }
 
 /// The control plane of a mount without a restore queue: the README and
@@ -58,10 +82,14 @@ impl ControlPlane for ReadmeOnly {
         }
     }
 
-    fn write(&self, path: &str, _data: &[u8]) -> Result<(), String> {
+    fn write(&self, path: &str, _data: &[u8], _writer: u32) -> Result<(), String> {
         let why = format!("{path}: this mount has no restore queue");
-        *self.last_error.lock().unwrap() = why.clone();
+        self.refuse(why.clone());
         Err(why)
+    }
+
+    fn refuse(&self, why: String) {
+        *self.last_error.lock().unwrap() = last_error_text(&why);
     }
 }
 
@@ -82,7 +110,8 @@ request to `restore`, e.g.
 
 TARGET is maildir:PATH (Maildir++), mbox:PATH (one mbox file per folder),
 or imap://USER@HOST:PORT[/PREFIX] (imaps:// for TLS, ?starttls for
-STARTTLS) with password_file=PATH. DATE is YYYY-MM-DD (end of that UTC day)
+STARTTLS) with password_file=PATH: its first line is the password; it must
+be a regular file of at most 4 KiB owned by you or by root, not a link. DATE is YYYY-MM-DD (end of that UTC day)
 or an instant such as 2013-07-12T15:03:00Z.
 
 A malformed request makes the write fail with EINVAL and creates no job;
@@ -93,8 +122,14 @@ A malformed request makes the write fail with EINVAL and creates no job;
   stop         write a job id, or \"all\", to stop jobs
 
 Jobs run one at a time, in order, survive a restart of the daemon, and skip
-what the target already has. Several request lines may be written at once:
-either all are accepted or none.
+what the target already has: messages are recognised by their bytes, per
+folder, with counts (m items with the same bytes where the folder holds k
+copies append m-k). Only lines ended by a newline are taken.
+Several request lines may be written at once: the complete lines of one
+write(2) are either all accepted or none. A line without its newline is
+held for the next write on the same open file; still held at close, it is
+refused and close fails with EINVAL. Large writes are split by the kernel
+(and by tools like cat): all-or-none holds per piece.
 
 What is restored: `item` its newest non-deleted state (or the one valid at
 at=); `account` every message as it was at DATE, in that moment's folders;

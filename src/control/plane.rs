@@ -18,8 +18,8 @@
 
 use std::sync::Mutex;
 
-use super::request::parse_request;
-use super::{ControlEntry, ControlPlane, README};
+use super::request::parse_request_by;
+use super::{last_error_text, ControlEntry, ControlPlane, README};
 use crate::restore::engine;
 use crate::restore::queue::{RestoreQueue, StopWhat};
 
@@ -36,15 +36,14 @@ impl QueuePlane {
         }
     }
 
-    fn refuse(&self, why: String) -> Result<(), String> {
-        log::warn!("control: refused: {why}");
-        *self.last_error.lock().unwrap() = format!("{why}\n");
+    fn refused(&self, why: String) -> Result<(), String> {
+        self.refuse(why.clone());
         Err(why)
     }
 
-    fn restore(&self, data: &[u8]) -> Result<(), String> {
+    fn restore(&self, data: &[u8], writer: u32) -> Result<(), String> {
         let Ok(text) = std::str::from_utf8(data) else {
-            return self.refuse("restore: the request is not UTF-8".into());
+            return self.refused("restore: the request is not UTF-8".into());
         };
         let mut accepted = Vec::new();
         for (n, line) in text.lines().enumerate() {
@@ -52,44 +51,54 @@ impl QueuePlane {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let checked = parse_request(trimmed)
+            let checked = parse_request_by(trimmed, writer)
                 .map_err(|e| e.0)
                 .and_then(|r| engine::check(self.queue.source(), &r).map(|()| r));
             match checked {
                 Ok(r) => accepted.push((trimmed.to_string(), r)),
                 Err(why) => {
-                    return self.refuse(format!("line {}: {trimmed}: {why}", n + 1));
+                    return self.refused(format!("line {}: {trimmed}: {why}", n + 1));
                 }
             }
         }
         if accepted.is_empty() {
-            return self.refuse("restore: no request in what was written".into());
+            return self.refused("restore: no request in what was written".into());
         }
         match self.queue.submit(accepted) {
             Ok(ids) => {
                 log::info!("control: queued jobs {ids:?}");
                 Ok(())
             }
-            Err(why) => self.refuse(why),
+            Err(why) => self.refused(why),
         }
     }
 
+    /// One job id or `all` a line; every line is checked before any job
+    /// is stopped.
     fn stop(&self, data: &[u8]) -> Result<(), String> {
         let text = String::from_utf8_lossy(data);
-        let what = text.trim();
-        let which = match what {
-            "all" => StopWhat::All,
-            id => match id.parse::<u64>() {
-                Ok(id) => StopWhat::Job(id),
-                Err(_) => {
-                    return self.refuse(format!("stop: {what:?} is neither a job id nor \"all\""))
-                }
-            },
-        };
-        match self.queue.stop(which) {
-            Ok(_) => Ok(()),
-            Err(why) => self.refuse(format!("stop: {why}")),
+        let mut which = Vec::new();
+        for what in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            which.push(match what {
+                "all" => StopWhat::All,
+                id => match id.parse::<u64>() {
+                    Ok(id) => StopWhat::Job(id),
+                    Err(_) => {
+                        return self
+                            .refused(format!("stop: {what:?} is neither a job id nor \"all\""))
+                    }
+                },
+            });
         }
+        if which.is_empty() {
+            return self.refused("stop: write a job id or \"all\"".into());
+        }
+        for w in which {
+            if let Err(why) = self.queue.stop(w) {
+                return self.refused(format!("stop: {why}"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -147,11 +156,16 @@ impl ControlPlane for QueuePlane {
         Some(text.into_bytes())
     }
 
-    fn write(&self, path: &str, data: &[u8]) -> Result<(), String> {
+    fn write(&self, path: &str, data: &[u8], writer: u32) -> Result<(), String> {
         match path {
-            "restore" => self.restore(data),
+            "restore" => self.restore(data, writer),
             "stop" => self.stop(data),
-            other => self.refuse(format!("{other} is not writable")),
+            other => self.refused(format!("{other} is not writable")),
         }
+    }
+
+    fn refuse(&self, why: String) {
+        log::warn!("control: refused: {why}");
+        *self.last_error.lock().unwrap() = last_error_text(&why);
     }
 }

@@ -12,11 +12,13 @@
 //!   The positional words come first, in order; everything after them is
 //!   `key=value`, each key at most once.
 //! - TARGET is `maildir:/ABS/PATH`, `mbox:/ABS/PATH` (absolute, no `..`),
-//!   or `imap://USER@HOST[:PORT][/PREFIX][?starttls]` / `imaps://...`
+//!   or `imap://USER@HOST[:PORT][/PREFIX][?starttls][&timeout=SECS]` /
+//!   `imaps://...[?timeout=SECS]` (a deadline per command, 120 s if unset)
 //!   (ports default to 143 / 993; USER may contain `@` or be `%`-escaped;
 //!   PREFIX components are separated by `/`). IMAP targets need
 //!   `password_file=/ABS/PATH` (first line is the password; it must be
-//!   readable now) and may add `ca_file=/ABS/PATH` (PEM certificates to
+//!   readable now, a regular file of at most 4 KiB owned by the writer or
+//!   by root, and not a symbolic link) and may add `ca_file=/ABS/PATH` (PEM certificates to
 //!   trust). These two keys are refused for other targets.
 //! - DATE and INSTANT: `YYYY-MM-DD` is the end of that UTC day
 //!   (23:59:59.999); instants are `2013-07-12T15:03:00`, with `Z`, with
@@ -32,6 +34,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ItemId, Millis};
+use crate::restore::secret::{read_password, read_small_file, Owner, CA_FILE_MAX};
 use crate::restore::target::{ImapSpec, TargetSpec, TlsMode};
 use crate::timeline::{self, DAY_MS};
 
@@ -88,8 +91,15 @@ impl Request {
     }
 }
 
-/// Parse one request line (a trailing line end is ignored).
+/// Parse one request line written by this process's user (a trailing
+/// line end is ignored).
 pub fn parse_request(line: &str) -> Result<Request, RequestError> {
+    parse_request_by(line, crate::restore::secret::own_uid())
+}
+
+/// Parse one request line written by user `writer`: a password file must
+/// be owned by `writer` or by root.
+pub fn parse_request_by(line: &str, writer: u32) -> Result<Request, RequestError> {
     let words = split_words(line.trim_end_matches(['\n', '\r']))?;
     let Some((verb, rest)) = words.split_first() else {
         return err("empty request: write one of item, account, undelete, external");
@@ -142,7 +152,7 @@ pub fn parse_request(line: &str) -> Result<Request, RequestError> {
     let Some(to) = get("to") else {
         return err(format!("missing to=TARGET: {usage}"));
     };
-    let target = parse_target(to, get("password_file"), get("ca_file"))?;
+    let target = parse_target(to, get("password_file"), get("ca_file"), writer)?;
 
     match verb.as_str() {
         "item" => {
@@ -292,6 +302,7 @@ pub fn parse_target(
     to: &str,
     password_file: Option<&str>,
     ca_file: Option<&str>,
+    writer: u32,
 ) -> Result<TargetSpec, RequestError> {
     if let Some(path) = to.strip_prefix("maildir:") {
         imap_only(password_file, ca_file, "maildir")?;
@@ -314,13 +325,26 @@ pub fn parse_target(
         Some((r, q)) => (r, Some(q)),
         None => (rest, None),
     };
-    let tls = match (query, tls) {
-        (None, t) => t,
-        (Some("starttls"), TlsMode::Plain) => TlsMode::StartTls,
-        (Some("starttls"), _) => {
-            return err("?starttls makes no sense with imaps:// (already TLS)")
+    let mut starttls = false;
+    let mut timeout_secs = None;
+    for q in query.into_iter().flat_map(|q| q.split('&')) {
+        match q.split_once('=') {
+            None if q == "starttls" => starttls = true,
+            Some(("timeout", v)) => match v.parse::<u64>() {
+                Ok(n) if (1..=86_400).contains(&n) => timeout_secs = Some(n),
+                _ => return err(format!("bad ?timeout={v}: seconds, 1 to 86400")),
+            },
+            _ => {
+                return err(format!(
+                    "unknown IMAP option ?{q}: only ?starttls and ?timeout=SECS are known"
+                ))
+            }
         }
-        (Some(q), _) => return err(format!("unknown IMAP option ?{q}: only ?starttls is known")),
+    }
+    let tls = match (starttls, tls) {
+        (false, t) => t,
+        (true, TlsMode::Plain) => TlsMode::StartTls,
+        (true, _) => return err("?starttls makes no sense with imaps:// (already TLS)"),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i + 1..]),
@@ -375,17 +399,12 @@ pub fn parse_target(
         return err("IMAP targets need password_file=/PATH (its first line is the password)");
     };
     let password_file = local_path("password_file", pw)?;
-    if let Err(e) = std::fs::File::open(&password_file) {
-        return err(format!(
-            "cannot read password file {}: {e}",
-            password_file.display()
-        ));
-    }
+    read_password(&password_file, Owner::RootOr(writer))
+        .map_err(|e| RequestError(e.to_string()))?;
     let ca_file = ca_file.map(|c| local_path("ca_file", c)).transpose()?;
     if let Some(ca) = &ca_file {
-        if let Err(e) = std::fs::File::open(ca) {
-            return err(format!("cannot read CA file {}: {e}", ca.display()));
-        }
+        read_small_file("CA file", ca, CA_FILE_MAX, Owner::Any)
+            .map_err(|e| RequestError(e.to_string()))?;
     }
     Ok(TargetSpec::Imap(ImapSpec {
         tls,
@@ -395,6 +414,7 @@ pub fn parse_target(
         prefix,
         password_file,
         ca_file,
+        timeout_secs,
     }))
 }
 
@@ -614,6 +634,7 @@ mod tests {
                 prefix: vec!["Restored".into(), "2013".into()],
                 password_file: pw.clone().into(),
                 ca_file: None,
+                timeout_secs: None,
             })
         );
         let r = parse_request(&format!(
@@ -693,7 +714,7 @@ mod tests {
         refused("account a last to=imap://u@h:143", "need password_file");
         refused(
             "account a last to=imap://u@h:143 password_file=/nonexistent/pw",
-            "cannot read password file",
+            "password file /nonexistent/pw: cannot be read",
         );
         refused(
             &format!("account a last to=imap://h:143 password_file={pw}"),

@@ -113,14 +113,85 @@ fn norm_key(k: &str) -> String {
 /// Parse JSON leniently: as is when possible; else after replacing invalid
 /// UTF-8 and unpaired surrogate escapes by U+FFFD (and dropping a BOM).
 fn parse_lenient(bytes: &[u8]) -> std::result::Result<Value, serde_json::Error> {
-    match serde_json::from_slice(bytes) {
+    lenient(bytes, |b| serde_json::from_slice(b))
+}
+
+/// Run `parse` on the bytes as they are, and when that fails on the bytes
+/// repaired as [`parse_lenient`] says; the first error is the one reported.
+fn lenient<T>(
+    bytes: &[u8],
+    parse: impl Fn(&[u8]) -> serde_json::Result<T>,
+) -> serde_json::Result<T> {
+    match parse(bytes) {
         Ok(v) => Ok(v),
         Err(first) => {
             let s = String::from_utf8_lossy(bytes);
             let s = s.trim_start_matches('\u{feff}');
             let fixed = fix_surrogates(s);
-            serde_json::from_str(&fixed).map_err(|_| first)
+            parse(fixed.as_bytes()).map_err(|_| first)
         }
+    }
+}
+
+/// The states of a metadata file (a JSON array of state objects, or one
+/// object), parsed one object at a time: a file of 200,000 states never
+/// exists as one JSON tree (that took 670 MB for a 60 MB file). Elements
+/// that are not objects are skipped; a top level that is neither array
+/// nor object gives no state.
+fn parse_state_objects(bytes: &[u8]) -> serde_json::Result<Vec<ParsedState>> {
+    lenient(bytes, |b| {
+        let mut de = serde_json::Deserializer::from_slice(b);
+        let states = serde::Deserializer::deserialize_any(&mut de, StatesVisitor)?;
+        de.end()?;
+        Ok(states)
+    })
+}
+
+/// A state, and whether its object had a `folder_id` and a `flags` key.
+type ParsedState = (ItemState, bool, bool);
+
+struct StatesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StatesVisitor {
+    type Value = Vec<ParsedState>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array of item states, or one state object")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element::<Value>()? {
+            if let Value::Object(m) = v {
+                out.push(parse_state(&m));
+            }
+        }
+        Ok(out)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let m: Map<String, Value> =
+            serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(vec![parse_state(&m)])
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
     }
 }
 
@@ -413,23 +484,17 @@ fn item_from_bytes(id: ItemId, label: &str, path: &Path, bytes: &[u8]) -> Item {
         states: Vec::new(),
         error: None,
     };
-    let value = match parse_lenient(bytes) {
+    let mut states = match parse_state_objects(bytes) {
         Ok(v) => v,
         Err(e) => {
             item.error = Some(format!("cannot parse metadata {}: {e}", path.display()));
             return item;
         }
     };
-    let objs: Vec<&Map<String, Value>> = match &value {
-        Value::Array(a) => a.iter().filter_map(Value::as_object).collect(),
-        Value::Object(o) => vec![o],
-        _ => Vec::new(),
-    };
-    if objs.is_empty() {
+    if states.is_empty() {
         item.error = Some(format!("no item state in metadata {}", path.display()));
         return item;
     }
-    let mut states: Vec<(ItemState, bool, bool)> = objs.into_iter().map(parse_state).collect();
     // Stable: equal starts keep their file order.
     states.sort_by_key(|(s, _, _)| s.start);
     // A deleted state needs only start_date and deleted: it takes its kind,
@@ -594,7 +659,14 @@ fn read_at(dir: &fs::File, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
 /// No real item history comes near this; a bigger file is damage.
 const MAX_METADATA: u64 = 64 * 1024 * 1024;
 
+/// A read buffer larger than this is given back after use, so that one
+/// huge metadata file does not keep its size allocated per thread.
+const KEEP_BUFFER: usize = 1 << 20;
+
 fn read_capped(f: fs::File, buf: &mut Vec<u8>) -> io::Result<()> {
+    if buf.capacity() > KEEP_BUFFER {
+        *buf = Vec::new();
+    }
     buf.clear();
     f.take(MAX_METADATA + 1).read_to_end(buf)?;
     if buf.len() as u64 > MAX_METADATA {

@@ -349,9 +349,19 @@ enum OpenFile {
     HistoryBlob(OpenBlob, Mutex<Option<SalvageFile>>),
     Bytes(Arc<Vec<u8>>),
     Salvaged(SalvageFile),
-    /// A control file: what it said when opened, and its path for writes.
-    Control(String, Arc<Vec<u8>>),
+    /// A control file: what it said when opened, its path for writes, and
+    /// the start of a line not yet ended by a newline.
+    Control(ControlHandle),
 }
+
+struct ControlHandle {
+    path: String,
+    bytes: Arc<Vec<u8>>,
+    partial: Mutex<Vec<u8>>,
+}
+
+/// The longest line a control file holds while waiting for its newline.
+const MAX_CONTROL_LINE: usize = 64 * 1024;
 
 impl MailFs {
     pub fn new(
@@ -1080,7 +1090,11 @@ impl MailFs {
             return Err(FsError::ReadOnly);
         }
         let bytes = self.control.read(path).unwrap_or_default();
-        Ok(self.add_handle(OpenFile::Control(path.to_string(), Arc::new(bytes))))
+        Ok(self.add_handle(OpenFile::Control(ControlHandle {
+            path: path.to_string(),
+            bytes: Arc::new(bytes),
+            partial: Mutex::new(Vec::new()),
+        })))
     }
 
     /// Whether `ino` is a writable control file (truncating it is allowed:
@@ -1099,22 +1113,67 @@ impl MailFs {
             .ok_or(FsError::Invalid("bad file handle".into()))
     }
 
-    /// One `write(2)` to an open control file.
-    pub fn write(&self, fh: u64, data: &[u8]) -> FsResult<usize> {
+    /// One `write(2)` to an open control file. Only lines ended by `\n`
+    /// are taken, all together: a trailing partial line is held for the
+    /// next write on the same handle. A refused write changes nothing,
+    /// not even the held line.
+    pub fn write(&self, fh: u64, data: &[u8], writer: u32) -> FsResult<usize> {
         let file = self.handle(fh)?;
-        match &*file {
-            OpenFile::Control(path, _) => {
-                self.control.write(path, data).map_err(FsError::Invalid)?;
-                Ok(data.len())
-            }
-            _ => Err(FsError::ReadOnly),
+        let OpenFile::Control(c) = &*file else {
+            return Err(FsError::ReadOnly);
+        };
+        let mut partial = c.partial.lock().unwrap();
+        let cut = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let (lines, rest) = data.split_at(cut);
+        let held = if lines.is_empty() { partial.len() } else { 0 } + rest.len();
+        if held > MAX_CONTROL_LINE {
+            let why = format!("{}: a line is longer than {MAX_CONTROL_LINE} bytes", c.path);
+            self.control.refuse(why.clone());
+            return Err(FsError::Invalid(why));
         }
+        if !lines.is_empty() {
+            let mut complete = Vec::with_capacity(partial.len() + lines.len());
+            complete.extend_from_slice(&partial);
+            complete.extend_from_slice(lines);
+            self.control
+                .write(&c.path, &complete, writer)
+                .map_err(FsError::Invalid)?;
+            partial.clear();
+        }
+        partial.extend_from_slice(rest);
+        Ok(data.len())
+    }
+
+    /// `close(2)` of a handle: a line still held (no newline came) is
+    /// refused, so the close fails with EINVAL and `last-error` says why.
+    pub fn flush(&self, fh: u64) -> FsResult<()> {
+        let file = self.handle(fh)?;
+        let OpenFile::Control(c) = &*file else {
+            return Ok(());
+        };
+        let held = std::mem::take(&mut *c.partial.lock().unwrap());
+        if held.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let why = format!(
+            "{}: the last line was not ended by a newline; nothing was taken from it: {:?}",
+            c.path,
+            String::from_utf8_lossy(&held)
+        );
+        self.control.refuse(why.clone());
+        Err(FsError::Invalid(why))
+    }
+
+    /// Whether a handle needs FLUSH at close (only control files do).
+    pub fn wants_flush(&self, fh: u64) -> bool {
+        self.handle(fh)
+            .is_ok_and(|f| matches!(&*f, OpenFile::Control(_)))
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let file = self.handle(fh)?;
         match &*file {
-            OpenFile::Bytes(b) | OpenFile::Control(_, b) => {
+            OpenFile::Bytes(b) | OpenFile::Control(ControlHandle { bytes: b, .. }) => {
                 let start = (offset as usize).min(b.len());
                 let end = start.saturating_add(size as usize).min(b.len());
                 Ok(b[start..end].to_vec())

@@ -46,9 +46,9 @@ impl FolderTimeline {
     }
 
     /// Where folder `id` hangs at `t`: its ancestors from the view root,
-    /// or `None` when it is hidden (under the mailbox root only, or in a
-    /// cycle). An ancestor with no valid state becomes `Unknown` at the
-    /// root.
+    /// or `None` when it is hidden (under the mailbox root only). An
+    /// ancestor with no valid state, or the lowest folder of a parent
+    /// cycle, becomes `Unknown` at the root.
     fn placement(&self, id: ItemId, t: Millis) -> Option<Placement> {
         let mut chain = vec![id];
         let mut seen = HashSet::from([id]);
@@ -65,8 +65,7 @@ impl FolderTimeline {
             };
             let parent = f.parent.unwrap_or(VIEW_ROOT);
             if !seen.insert(parent) {
-                log::warn!("folder {id} is in a parent cycle at {t}; not shown");
-                return None;
+                return Some(break_cycle(chain, parent));
             }
             chain.push(parent);
             cur = parent;
@@ -132,6 +131,81 @@ impl FolderTimeline {
     }
 }
 
+/// Where a folder hangs whose chain of parents `chain` (`[id, parent, ...]`)
+/// runs back into `again`: the cycle is broken at its lowest folder id,
+/// which hangs at the view root as `unknown_<id>` with the rest of the
+/// cycle below it, like a folder whose parent is missing. Nothing in a
+/// cycle is hidden.
+fn break_cycle(mut chain: Vec<ItemId>, again: ItemId) -> Placement {
+    let start = chain.iter().position(|&c| c == again).unwrap_or(0);
+    let lowest = chain[start..].iter().copied().min().unwrap_or(again);
+    let at = chain.iter().position(|&c| c == lowest).unwrap_or(0);
+    chain.truncate(at + 1);
+    Placement::Unknown(lowest, ancestors(chain))
+}
+
+/// A parent cycle among the folders valid at one instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderCycle {
+    /// The folders of the cycle, lowest id first, then following parents.
+    pub folders: Vec<ItemId>,
+    /// The first instant (a folder state's start) at which it was seen.
+    pub since: Millis,
+}
+
+/// One recorded state of a folder, as far as its place in the tree goes.
+#[derive(Clone, Copy, Debug)]
+pub struct FolderPlace {
+    pub start: Millis,
+    pub end: Option<Millis>,
+    pub deleted: bool,
+    pub parent: Option<ItemId>,
+}
+
+/// Every distinct parent cycle the folders ever form, looked at each
+/// instant a folder state starts (`check` reports them). `folders` holds
+/// each folder's states sorted by start.
+pub fn folder_cycles(folders: &BTreeMap<ItemId, Vec<FolderPlace>>) -> Vec<FolderCycle> {
+    let mut instants: Vec<Millis> = folders.values().flatten().map(|p| p.start).collect();
+    instants.sort_unstable();
+    instants.dedup();
+    let mut found: Vec<FolderCycle> = Vec::new();
+    for t in instants {
+        let parent_at = |id: ItemId| -> Option<ItemId> {
+            let p = folders.get(&id)?.iter().rev().find(|p| p.start <= t)?;
+            valid_at(p.start, p.end, p.deleted, t).then(|| p.parent.unwrap_or(VIEW_ROOT))
+        };
+        for &id in folders.keys() {
+            let mut chain = vec![id];
+            let mut cur = id;
+            while let Some(parent) = parent_at(cur) {
+                if parent == VIEW_ROOT || parent == MAILBOX_ROOT {
+                    break;
+                }
+                if let Some(k) = chain.iter().position(|&c| c == parent) {
+                    let cycle = rotate_to_lowest(&chain[k..]);
+                    if !found.iter().any(|c| c.folders == cycle) {
+                        found.push(FolderCycle {
+                            folders: cycle,
+                            since: t,
+                        });
+                    }
+                    break;
+                }
+                chain.push(parent);
+                cur = parent;
+            }
+        }
+    }
+    found
+}
+
+/// A cycle written from its lowest id on, so one cycle has one spelling.
+fn rotate_to_lowest(cycle: &[ItemId]) -> Vec<ItemId> {
+    let at = (0..cycle.len()).min_by_key(|&i| cycle[i]).unwrap_or(0);
+    cycle[at..].iter().chain(&cycle[..at]).copied().collect()
+}
+
 /// `chain` is `[id, parent, grandparent, ..., stop]`: keep the folders
 /// strictly between the stop and `id`, root side first.
 fn ancestors(mut chain: Vec<ItemId>) -> Vec<ItemId> {
@@ -188,6 +262,10 @@ impl ViewTree {
                 Placement::Root(chain) => chain.last().copied().unwrap_or(VIEW_ROOT),
                 Placement::Unknown(u, chain) => {
                     unknown.insert(u);
+                    if u == id {
+                        // The lowest folder of a cycle is `unknown_<id>` itself.
+                        continue;
+                    }
                     chain.last().copied().unwrap_or(u)
                 }
             };
@@ -230,5 +308,52 @@ impl ViewTree {
 
     pub fn contains(&self, dir: ItemId) -> bool {
         self.children.contains_key(&dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(start: Millis, parent: ItemId) -> FolderPlace {
+        FolderPlace {
+            start,
+            end: None,
+            deleted: false,
+            parent: Some(parent),
+        }
+    }
+
+    #[test]
+    fn cycles_are_found_once_spelled_from_their_lowest_id() {
+        let folders = BTreeMap::from([
+            (2, vec![place(0, 1), place(10, 3010)]),
+            (3010, vec![place(0, 2)]),
+            (3011, vec![place(0, 3010)]),
+            (5, vec![place(0, 1)]),
+        ]);
+        assert_eq!(
+            folder_cycles(&folders),
+            vec![FolderCycle {
+                folders: vec![2, 3010],
+                since: 10
+            }]
+        );
+    }
+
+    #[test]
+    fn a_cycle_breaks_at_its_lowest_id() {
+        // chain from 3011 up: 3011 -> 3010 -> 2 -> back to 3010.
+        match break_cycle(vec![3011, 3010, 2], 3010) {
+            Placement::Unknown(u, chain) => {
+                assert_eq!(u, 2);
+                assert_eq!(chain, vec![3010]);
+            }
+            Placement::Root(_) => panic!("a cycle never reaches the root"),
+        }
+        match break_cycle(vec![2, 3010], 2) {
+            Placement::Unknown(u, chain) => assert_eq!((u, chain), (2, vec![])),
+            Placement::Root(_) => panic!("a cycle never reaches the root"),
+        }
     }
 }

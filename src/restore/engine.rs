@@ -28,15 +28,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::catalog::{AccountRow, Catalog, StateRow};
 use crate::control::request::Request;
 use crate::format::BackupReader;
 use crate::fs::tree::{FolderTimeline, ViewTree};
 use crate::model::{ItemId, ItemKind, Millis, MAILBOX_ROOT, VIEW_ROOT};
+use crate::restore::cancel::Cancel;
+use crate::restore::runner::{Fatal, FolderNames, Session, Unresolved};
 use crate::restore::target::{
-    header_value, open_target, AppendOutcome, RestoreMessage, TargetSpec,
+    clean_folder, content_digest, AppendOutcome, FolderPath, RestoreMessage, TargetSpec,
 };
 use crate::timeline::valid_at;
 
@@ -56,6 +58,8 @@ pub enum Reason {
     BrokenItem,
     /// The target refused the message.
     Rejected,
+    /// The job ended before it got to the item.
+    NotAttempted,
 }
 
 impl Reason {
@@ -64,6 +68,7 @@ impl Reason {
             Reason::ReadError => "read error",
             Reason::BrokenItem => "broken item",
             Reason::Rejected => "rejected by the target",
+            Reason::NotAttempted => "not attempted, the job failed",
         }
     }
 }
@@ -463,6 +468,18 @@ pub struct Report {
     pub unrestored: Vec<Unrestored>,
     /// (account, labels) of file items left out because they are not messages.
     pub not_messages: Vec<(String, Vec<String>)>,
+    /// Folders the target refused under their own name, and the name they
+    /// got instead.
+    #[serde(default)]
+    pub renamed: Vec<RenamedFolder>,
+}
+
+/// A folder restored under a shorter name.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RenamedFolder {
+    pub account: String,
+    pub old: String,
+    pub new: String,
 }
 
 impl Report {
@@ -515,6 +532,17 @@ impl Report {
                 out.push_str(&format!("{}: {}: {detail}\n", u.label, u.reason.as_str()));
             }
         }
+        if !self.renamed.is_empty() {
+            out.push_str("\n- renamed folders -\n");
+            let mut last = "";
+            for r in &self.renamed {
+                if r.account != last {
+                    out.push_str(&format!("account: {}\n", r.account));
+                    last = &r.account;
+                }
+                out.push_str(&format!("{} -> {}\n", r.old, r.new));
+            }
+        }
         let left_out: Vec<_> = self
             .not_messages
             .iter()
@@ -537,16 +565,22 @@ impl Report {
 pub trait RunHooks {
     /// Called once the plan is known, with the number of items.
     fn planned(&mut self, _total: u64) {}
-    /// The outcome of the item with journal key `key` (not called for
-    /// items `done` already had).
-    fn item_done(&mut self, key: &str, outcome: &ItemOutcome) -> Result<()>;
+    /// The outcome of the item with journal key `key` and content digest
+    /// `digest` (when its bytes could be read); not called for items
+    /// `done` already had.
+    fn item_done(&mut self, key: &str, digest: Option<&str>, outcome: &ItemOutcome) -> Result<()>;
     /// Asked between items: stop now?
     fn stop_requested(&self) -> bool {
         false
     }
+    /// The switch that stops the run at once, even while it waits on a
+    /// server (see [`Cancel`]).
+    fn cancel(&self) -> Arc<Cancel> {
+        Arc::new(Cancel::default())
+    }
 }
 
-/// How a run ended.
+/// How a run ended. There is a report whatever happened.
 #[derive(Debug)]
 pub struct RunResult {
     pub report: Report,
@@ -554,91 +588,255 @@ pub struct RunResult {
     pub done: u64,
     /// Stopped on request before the end.
     pub stopped: bool,
+    /// Why the job could not go on (a target that cannot be reached); the
+    /// items it did not get to are unrestored, `not attempted`.
+    pub error: Option<String>,
+}
+
+/// An item an earlier run of the same job handled, as its journal says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DoneItem {
+    /// Restored (else skipped).
+    pub restored: bool,
+    /// Its content digest (journals of older versions lack it).
+    pub digest: Option<String>,
+}
+
+/// Which copy of its bytes in its folder each item is: the n-th item of a
+/// job with the same content digest in the same target folder is copy n.
+#[derive(Default)]
+struct CopyCounter(HashMap<(FolderPath, String), u32>);
+
+impl CopyCounter {
+    fn next(&mut self, folder: &[String], digest: &str) -> u32 {
+        let n = self
+            .0
+            .entry((clean_folder(folder), digest.to_string()))
+            .or_default();
+        *n += 1;
+        *n
+    }
+}
+
+/// How one group ended: on, or the index of the first item not handled.
+enum Flow {
+    Done,
+    Stopped,
+    Failed(String, usize),
 }
 
 /// Run a plan into its targets. `done` maps journal keys of items already
-/// handled by an earlier run of the same job to whether they were restored
-/// (true) or skipped; they are counted as such and not sent again. An `Err`
-/// is a failure of the whole job (a target that cannot be opened).
+/// handled by an earlier run of the same job; they are counted as such and
+/// not sent again. Items and folders the target refuses are unrestored
+/// and the run goes on; a lost connection is reopened.
 pub fn run(
     src: &RestoreSource,
     plan: &Plan,
-    done: &HashMap<String, bool>,
+    done: &HashMap<String, DoneItem>,
     hooks: &mut dyn RunHooks,
 ) -> Result<RunResult> {
+    let cancel = hooks.cancel();
     let mut report = Report::default();
     let mut handled = 0u64;
     hooks.planned(plan.total());
-    for group in &plan.groups {
+    for (gi, group) in plan.groups.iter().enumerate() {
         report
             .not_messages
             .push((group.account.clone(), group.not_messages.clone()));
-        let pending = group
-            .items
-            .iter()
-            .any(|i| !done.contains_key(&i.key(&group.account_key)));
-        let mut target = if pending {
-            let mut t = open_target(&group.target)
-                .with_context(|| format!("opening the target for {}", group.account))?;
-            for f in &group.folders {
-                t.ensure_folder(f)
-                    .with_context(|| format!("creating folder {}", f.join("/")))?;
-            }
-            Some(t)
-        } else {
-            None
-        };
-        for item in &group.items {
-            let key = item.key(&group.account_key);
-            if let Some(&restored) = done.get(&key) {
-                let outcome = if restored {
-                    ItemOutcome::Restored
-                } else {
-                    ItemOutcome::Skipped
-                };
-                report.count(&group.account, &item.label, &outcome);
-                handled += 1;
-                continue;
-            }
-            if hooks.stop_requested() {
-                if let Some(t) = target.as_mut() {
-                    t.finish().ok();
-                }
+        let mut session = Session::new(&group.target, &group.account, &cancel);
+        let mut names = FolderNames::default();
+        let flow = run_group(
+            src,
+            group,
+            done,
+            hooks,
+            &mut report,
+            &mut handled,
+            &mut session,
+            &mut names,
+        );
+        session.finish();
+        for r in names.renamed {
+            report.renamed.push(RenamedFolder {
+                account: group.account.clone(),
+                old: r.old.join("/"),
+                new: r.new.join("/"),
+            });
+        }
+        match flow {
+            Flow::Done => {}
+            Flow::Stopped => {
                 return Ok(RunResult {
                     report,
                     done: handled,
                     stopped: true,
+                    error: None,
+                })
+            }
+            Flow::Failed(why, first) => {
+                log::warn!("restore failed: {why}");
+                let rest = std::iter::once((group, first))
+                    .chain(plan.groups[gi + 1..].iter().map(|g| (g, 0)));
+                for (g, from) in rest {
+                    for item in &g.items[from..] {
+                        if !done.contains_key(&item.key(&g.account_key)) {
+                            let why = ItemOutcome::Unrestored(Reason::NotAttempted, why.clone());
+                            report.count(&g.account, &item.label, &why);
+                        }
+                    }
+                }
+                return Ok(RunResult {
+                    report,
+                    done: handled,
+                    stopped: false,
+                    error: Some(why),
                 });
             }
-            let target = target.as_mut().expect("opened when something is pending");
-            let outcome = restore_one(src, item, &mut **target);
-            hooks.item_done(&key, &outcome)?;
-            report.count(&group.account, &item.label, &outcome);
-            handled += 1;
-        }
-        if let Some(mut t) = target {
-            t.finish()
-                .with_context(|| format!("closing the target for {}", group.account))?;
         }
     }
     Ok(RunResult {
         report,
         done: handled,
         stopped: false,
+        error: None,
     })
 }
 
+#[allow(clippy::too_many_arguments)]
+fn run_group(
+    src: &RestoreSource,
+    group: &PlanGroup,
+    done: &HashMap<String, DoneItem>,
+    hooks: &mut dyn RunHooks,
+    report: &mut Report,
+    handled: &mut u64,
+    session: &mut Session,
+    names: &mut FolderNames,
+) -> Flow {
+    let fatal = |f: Fatal, at: usize| match f {
+        Fatal::Stopped => Flow::Stopped,
+        Fatal::Failed(why) => Flow::Failed(why, at),
+    };
+    let pending = group
+        .items
+        .iter()
+        .any(|i| !done.contains_key(&i.key(&group.account_key)));
+    if pending {
+        for f in &group.folders {
+            match names.resolve(f, session) {
+                Ok(_) => {}
+                Err(Unresolved::Refused(why)) => {
+                    log::warn!("folder {} not created: {why}", f.join("/"));
+                }
+                Err(Unresolved::Fatal(f)) => return fatal(f, 0),
+            }
+        }
+    }
+    let mut copies = CopyCounter::default();
+    for (i, item) in group.items.iter().enumerate() {
+        let key = item.key(&group.account_key);
+        if let Some(d) = done.get(&key) {
+            if let Some(digest) = &d.digest {
+                copies.next(&item.folder, digest);
+            }
+            let outcome = if d.restored {
+                ItemOutcome::Restored
+            } else {
+                ItemOutcome::Skipped
+            };
+            report.count(&group.account, &item.label, &outcome);
+            *handled += 1;
+            continue;
+        }
+        if hooks.stop_requested() {
+            return Flow::Stopped;
+        }
+        let (outcome, digest) = match restore_one(src, item, session, names, &mut copies) {
+            Ok(r) => r,
+            Err(f) => return fatal(f, i),
+        };
+        if let Err(e) = hooks.item_done(&key, digest.as_deref(), &outcome) {
+            report.count(&group.account, &item.label, &outcome);
+            *handled += 1;
+            return Flow::Failed(format!("{e:#}"), i + 1);
+        }
+        report.count(&group.account, &item.label, &outcome);
+        *handled += 1;
+    }
+    Flow::Done
+}
+
+/// Restore one item; its outcome and, when its bytes were read, their
+/// content digest. `Err` only when the job cannot go on.
 fn restore_one(
     src: &RestoreSource,
     item: &PlannedItem,
-    target: &mut dyn crate::restore::target::Target,
-) -> ItemOutcome {
+    session: &mut Session,
+    names: &mut FolderNames,
+    copies: &mut CopyCounter,
+) -> Result<(ItemOutcome, Option<String>), Fatal> {
+    let bytes = match read_item(src, item) {
+        Ok(b) => b,
+        Err(outcome) => return Ok((outcome, None)),
+    };
+    let digest = content_digest(&bytes);
+    let copy = copies.next(&item.folder, &digest);
+    let folder = match names.resolve(&item.folder, session) {
+        Ok(f) => f,
+        Err(Unresolved::Refused(why)) => {
+            let why = format!("folder {}: {why}", item.folder.join("/"));
+            return Ok((ItemOutcome::Unrestored(Reason::Rejected, why), Some(digest)));
+        }
+        Err(Unresolved::Fatal(f)) => return Err(f),
+    };
+    let state = item.state.as_ref().expect("read_item checked it");
+    let mut flags: Vec<String> = state
+        .flags
+        .split(' ')
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(k) = &item.extra_flag {
+        flags.push(k.clone());
+    }
+    let msg = RestoreMessage {
+        folder: &folder,
+        bytes: &bytes,
+        flags: &flags,
+        internal_date: clamp_date(state.date.unwrap_or(state.start)),
+        digest: &digest,
+        copy,
+    };
+    let outcome = match session.call(|t| t.append(&msg))? {
+        Ok(AppendOutcome::Restored) => ItemOutcome::Restored,
+        // Sent before the connection was lost, found after: ours.
+        Ok(AppendOutcome::Skipped) if session.retried() => ItemOutcome::Restored,
+        Ok(AppendOutcome::Skipped) => ItemOutcome::Skipped,
+        Err(e) => ItemOutcome::Unrestored(Reason::Rejected, format!("{e:#}")),
+    };
+    Ok((outcome, Some(digest)))
+}
+
+/// An internal date every target can hold: 1970-01-01 to 9999-12-31.
+fn clamp_date(t: Millis) -> Millis {
+    const MAX: Millis = 253_402_300_799_000; // 9999-12-31T23:59:59Z
+    t.clamp(0, MAX)
+}
+
+/// The bytes of an item's state, or why it cannot be restored.
+fn read_item(src: &RestoreSource, item: &PlannedItem) -> Result<Vec<u8>, ItemOutcome> {
     let Some(state) = &item.state else {
         let why = item.broken.clone().unwrap_or_default();
-        return ItemOutcome::Unrestored(Reason::BrokenItem, format!("metadata: {why}"));
+        return Err(ItemOutcome::Unrestored(
+            Reason::BrokenItem,
+            format!("metadata: {why}"),
+        ));
     };
     let Some(blob) = &state.blob else {
-        return ItemOutcome::Unrestored(Reason::ReadError, "the state has no blob".into());
+        return Err(ItemOutcome::Unrestored(
+            Reason::ReadError,
+            "the state has no blob".into(),
+        ));
     };
     let mut bytes = Vec::with_capacity(state.size.unwrap_or(0).min(64 << 20) as usize);
     let read = src
@@ -651,32 +849,12 @@ fn restore_one(
         } else {
             Reason::ReadError
         };
-        return ItemOutcome::Unrestored(reason, format!("blob {}: {e}", blob.locator));
+        return Err(ItemOutcome::Unrestored(
+            reason,
+            format!("blob {}: {e}", blob.locator),
+        ));
     }
-    let mut flags: Vec<String> = state
-        .flags
-        .split(' ')
-        .filter(|f| !f.is_empty())
-        .map(str::to_string)
-        .collect();
-    if let Some(k) = &item.extra_flag {
-        flags.push(k.clone());
-    }
-    let message_id = header_value(&bytes, "Message-ID");
-    let digest = blob.digest.clone().unwrap_or_else(|| blob.locator.clone());
-    let msg = RestoreMessage {
-        folder: &item.folder,
-        bytes: &bytes,
-        flags: &flags,
-        internal_date: state.date.unwrap_or(state.start),
-        message_id: message_id.as_deref(),
-        digest: &digest,
-    };
-    match target.append(&msg) {
-        Ok(AppendOutcome::Restored) => ItemOutcome::Restored,
-        Ok(AppendOutcome::Skipped) => ItemOutcome::Skipped,
-        Err(e) => ItemOutcome::Unrestored(Reason::Rejected, format!("{e:#}")),
-    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

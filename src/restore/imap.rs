@@ -3,11 +3,10 @@
 //! to read messages back. TLS (implicit or STARTTLS) is rustls.
 //!
 //! Responses are read whole, literals included, and kept as their raw wire
-//! bytes; [`parse_values`] turns the part after `* ` into [`Value`]s when a
+//! bytes, within the deadlines and bounds of [`crate::restore::wire`]; [`parse_values`] turns the part after `* ` into [`Value`]s when a
 //! caller needs structure.
 
 use std::collections::HashSet;
-use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,36 +16,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 
 use crate::mutf7;
+use crate::restore::cancel::Cancel;
+use crate::restore::secret::{read_small_file, Owner, CA_FILE_MAX};
 use crate::restore::target::{ImapSpec, TlsMode};
-
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
+use crate::restore::wire::{self, Conn, ImapError, MAX_LITERAL};
 
 /// One parsed IMAP data item.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,29 +85,46 @@ pub struct ListedMailbox {
 }
 
 pub struct ImapClient {
-    stream: BufReader<Stream>,
+    conn: Conn,
     tag: u32,
     capabilities: HashSet<String>,
     selected: Option<String>,
 }
 
+/// How long one command may take unless the target says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
 impl ImapClient {
     /// Connect (with TLS as `spec` says), log in and read capabilities.
     pub fn connect(spec: &ImapSpec, password: &str) -> Result<ImapClient> {
+        ImapClient::connect_with(spec, password, &Arc::new(Cancel::default()))
+    }
+
+    /// [`ImapClient::connect`], stopped at once by `cancel`.
+    pub fn connect_with(
+        spec: &ImapSpec,
+        password: &str,
+        cancel: &Arc<Cancel>,
+    ) -> Result<ImapClient> {
         let addr = format!("{}:{}", spec.host, spec.port);
-        let tcp = TcpStream::connect(&addr).with_context(|| format!("cannot connect to {addr}"))?;
-        tcp.set_read_timeout(Some(Duration::from_secs(300)))?;
-        tcp.set_nodelay(true)?;
-        let stream = match spec.tls {
-            TlsMode::Implicit => Stream::Tls(Box::new(tls_wrap(spec, tcp)?)),
-            _ => Stream::Plain(tcp),
-        };
+        let timeout = spec.timeout();
+        let tcp = wire::connect(&spec.host, spec.port, timeout, cancel).map_err(|e| {
+            if cancel.is_cancelled() {
+                anyhow!(ImapError::Stopped)
+            } else {
+                anyhow!(ImapError::Lost(e.to_string())).context(format!("cannot connect to {addr}"))
+            }
+        })?;
         let mut c = ImapClient {
-            stream: BufReader::new(stream),
+            conn: Conn::new(tcp, timeout, cancel.clone())?,
             tag: 0,
             capabilities: HashSet::new(),
             selected: None,
         };
+        if spec.tls == TlsMode::Implicit {
+            c.conn.wrap_tls(|tcp| tls_wrap(spec, tcp))?;
+        }
+        c.conn.arm(Duration::ZERO);
         let greeting = c.read_response()?;
         if greeting.starts_with(b"* BYE") {
             bail!("{addr} refused the connection: {}", lossy(&greeting));
@@ -146,14 +136,11 @@ impl ImapClient {
                 bail!("{addr} does not offer STARTTLS");
             }
             c.command("STARTTLS")?;
-            if !c.stream.buffer().is_empty() {
+            if c.conn.buffered() > 0 {
                 bail!("{addr} sent data after STARTTLS before the TLS handshake");
             }
-            let placeholder = Stream::Plain(dup(&c)?);
-            let Stream::Plain(tcp) = std::mem::replace(c.stream.get_mut(), placeholder) else {
-                unreachable!("STARTTLS on a plain stream")
-            };
-            c.stream = BufReader::new(Stream::Tls(Box::new(tls_wrap(spec, tcp)?)));
+            c.conn.arm(Duration::ZERO);
+            c.conn.wrap_tls(|tcp| tls_wrap(spec, tcp))?;
             c.capability()?;
         }
         if !preauth {
@@ -188,9 +175,9 @@ impl ImapClient {
             if self.has_cap("SASL-IR") {
                 self.command(&format!("AUTHENTICATE PLAIN {token}"))?;
             } else {
-                let tag = self.send_tagged("AUTHENTICATE PLAIN")?;
+                let tag = self.send_tagged("AUTHENTICATE PLAIN", Duration::ZERO)?;
                 self.wait_continuation(&tag)?;
-                self.write_raw(format!("{token}\r\n").as_bytes())?;
+                self.conn.write_all(format!("{token}\r\n").as_bytes())?;
                 self.finish_tagged(&tag)?;
             }
             return Ok(());
@@ -205,8 +192,8 @@ impl ImapClient {
 
     /// Run a command without literals; the untagged responses on success.
     pub fn command(&mut self, cmd: &str) -> Result<Vec<Untagged>> {
-        let tag = self.send_tagged(cmd)?;
-        self.finish_tagged(&tag)
+        let tag = self.send_tagged(cmd, Duration::ZERO)?;
+        Ok(self.finish_tagged(&tag)?)
     }
 
     fn next_tag(&mut self) -> String {
@@ -214,21 +201,16 @@ impl ImapClient {
         format!("m{}", self.tag)
     }
 
-    fn send_tagged(&mut self, cmd: &str) -> Result<String> {
+    /// Send a command line with a fresh deadline (plus `extra`).
+    fn send_tagged(&mut self, cmd: &str, extra: Duration) -> Result<String, ImapError> {
         let tag = self.next_tag();
-        self.write_raw(format!("{tag} {cmd}\r\n").as_bytes())?;
+        self.conn.arm(extra);
+        self.conn.write_all(format!("{tag} {cmd}\r\n").as_bytes())?;
         Ok(tag)
     }
 
-    fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
-        let s = self.stream.get_mut();
-        s.write_all(bytes)?;
-        s.flush()?;
-        Ok(())
-    }
-
-    /// Read responses until `tag`'s; `Err` with the server's text on NO/BAD.
-    fn finish_tagged(&mut self, tag: &str) -> Result<Vec<Untagged>> {
+    /// Read responses until `tag`'s; [`ImapError::Refused`] on NO/BAD.
+    fn finish_tagged(&mut self, tag: &str) -> Result<Vec<Untagged>, ImapError> {
         let mut untagged = Vec::new();
         loop {
             let resp = self.read_response()?;
@@ -237,22 +219,28 @@ impl ImapClient {
                 continue;
             }
             if resp.starts_with(b"+") {
-                bail!("unexpected continuation request: {}", lossy(&resp));
+                return Err(ImapError::Protocol(format!(
+                    "unexpected continuation request: {}",
+                    lossy(&resp)
+                )));
             }
             let prefix = format!("{tag} ");
             let Some(rest) = resp.strip_prefix(prefix.as_bytes()) else {
-                bail!("unexpected response: {}", lossy(&resp));
+                return Err(ImapError::Protocol(format!(
+                    "unexpected response: {}",
+                    lossy(&resp)
+                )));
             };
             if rest.len() >= 2 && rest[..2].eq_ignore_ascii_case(b"OK") {
                 return Ok(untagged);
             }
-            bail!("server said: {}", lossy(rest).trim_end());
+            return Err(ImapError::Refused(lossy(rest).trim_end().to_string()));
         }
     }
 
     /// Wait for a `+` continuation (untagged responses before it are
-    /// dropped); a tagged answer instead is an error.
-    fn wait_continuation(&mut self, tag: &str) -> Result<()> {
+    /// dropped); a tagged answer instead is a refusal.
+    fn wait_continuation(&mut self, tag: &str) -> Result<(), ImapError> {
         loop {
             let resp = self.read_response()?;
             if resp.starts_with(b"+") {
@@ -262,33 +250,34 @@ impl ImapClient {
                 continue;
             }
             if resp.starts_with(format!("{tag} ").as_bytes()) {
-                bail!("server said: {}", lossy(&resp[tag.len() + 1..]).trim_end());
+                return Err(ImapError::Refused(
+                    lossy(&resp[tag.len() + 1..]).trim_end().to_string(),
+                ));
             }
-            bail!("unexpected response: {}", lossy(&resp));
+            return Err(ImapError::Protocol(format!(
+                "unexpected response: {}",
+                lossy(&resp)
+            )));
         }
     }
 
     /// One response: a line, plus every literal it announces and the lines
-    /// that follow them. Without the final CRLF.
-    fn read_response(&mut self) -> Result<Vec<u8>> {
+    /// that follow them. Without the final CRLF. Bounded as `wire` says.
+    fn read_response(&mut self) -> Result<Vec<u8>, ImapError> {
         let mut out = Vec::new();
         loop {
             let start = out.len();
-            let n = self.stream.read_until(b'\n', &mut out)?;
-            if n == 0 {
-                bail!("the server closed the connection");
-            }
-            if out.ends_with(b"\r\n") {
-                out.truncate(out.len() - 2);
-            } else if out.ends_with(b"\n") {
-                out.truncate(out.len() - 1);
-            }
+            self.conn.read_line(&mut out)?;
             match literal_len(&out[start..]) {
+                Some(len) if len > MAX_LITERAL => {
+                    return Err(ImapError::Protocol(format!(
+                        "a literal of {len} bytes (at most {} MiB are accepted)",
+                        MAX_LITERAL >> 20
+                    )))
+                }
                 Some(len) => {
                     out.extend_from_slice(b"\r\n");
-                    let at = out.len();
-                    out.resize(at + len, 0);
-                    self.stream.read_exact(&mut out[at..])?;
+                    self.conn.read_exact_into(&mut out, len)?;
                 }
                 None => return Ok(out),
             }
@@ -355,19 +344,46 @@ impl ImapClient {
         self.selected.as_deref()
     }
 
-    /// The Message-ID of every message in the selected mailbox.
-    pub fn message_ids(&mut self) -> Result<Vec<String>> {
-        let resp = self.command("UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")?;
+    /// (UID, RFC822.SIZE) of every message in the selected mailbox.
+    pub fn sizes(&mut self) -> Result<Vec<(u32, u64)>> {
+        let resp = self.command("UID FETCH 1:* (UID RFC822.SIZE)")?;
         let mut out = Vec::new();
         for u in resp {
+            let (mut uid, mut size) = (None, None);
             for (key, v) in fetch_items(&u)? {
-                if key.to_ascii_uppercase().starts_with("BODY[") {
-                    if let Value::Str(s) = v {
-                        if let Some(mid) = crate::restore::target::header_value(&s, "Message-ID") {
-                            out.push(mid);
-                        }
-                    }
+                let n = v.text().and_then(|t| t.parse::<u64>().ok());
+                match key.to_ascii_uppercase().as_str() {
+                    "UID" => uid = n.and_then(|n| u32::try_from(n).ok()),
+                    "RFC822.SIZE" => size = n,
+                    _ => {}
                 }
+            }
+            if let (Some(uid), Some(size)) = (uid, size) {
+                out.push((uid, size));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The whole bytes of the messages `uids` of the selected mailbox.
+    pub fn bodies(&mut self, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let set: Vec<String> = uids.iter().map(u32::to_string).collect();
+        let resp = self.command(&format!("UID FETCH {} (UID BODY.PEEK[])", set.join(",")))?;
+        let mut out = Vec::new();
+        for u in resp {
+            let (mut uid, mut body) = (None, None);
+            for (key, v) in fetch_items(&u)? {
+                match (key.to_ascii_uppercase().as_str(), v) {
+                    ("UID", v) => uid = v.text().and_then(|t| t.parse().ok()),
+                    ("BODY[]", Value::Str(b)) => body = Some(b),
+                    _ => {}
+                }
+            }
+            if let (Some(uid), Some(body)) = (uid, body) {
+                out.push((uid, body));
             }
         }
         Ok(out)
@@ -430,13 +446,15 @@ impl ImapClient {
             bytes.len(),
             if sync { "" } else { "+" }
         );
+        // Time to send the message: one more second per MiB.
+        self.conn.arm(Duration::from_secs(bytes.len() as u64 >> 20));
         if sync {
-            self.write_raw(head.as_bytes())?;
+            self.conn.write_all(head.as_bytes())?;
             self.wait_continuation(&tag)?;
-            let s = self.stream.get_mut();
-            s.write_all(bytes)?;
-            s.write_all(b"\r\n")?;
-            s.flush()?;
+            let mut body = Vec::with_capacity(bytes.len() + 2);
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+            self.conn.write_all(&body)?;
         } else {
             // One write: command, literal and line end leave in as few
             // segments as the size allows.
@@ -444,7 +462,7 @@ impl ImapClient {
             buf.extend_from_slice(head.as_bytes());
             buf.extend_from_slice(bytes);
             buf.extend_from_slice(b"\r\n");
-            self.write_raw(&buf)?;
+            self.conn.write_all(&buf)?;
         }
         self.finish_tagged(&tag)?;
         Ok(())
@@ -453,15 +471,6 @@ impl ImapClient {
     pub fn logout(&mut self) -> Result<()> {
         self.command("LOGOUT")?;
         Ok(())
-    }
-}
-
-/// A second handle on the TCP socket, put in place while STARTTLS swaps
-/// the stream (never used for I/O).
-fn dup(c: &ImapClient) -> Result<TcpStream> {
-    match c.stream.get_ref() {
-        Stream::Plain(s) => Ok(s.try_clone()?),
-        Stream::Tls(_) => bail!("STARTTLS on a TLS connection"),
     }
 }
 
@@ -496,10 +505,11 @@ fn tls_wrap(
     Ok(s)
 }
 
-fn read_pem_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+/// The certificates of a PEM file (a regular file of at most 1 MiB).
+pub fn read_pem_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
     use rustls::pki_types::pem::PemObject;
-    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
+    let bytes = read_small_file("CA file", path, CA_FILE_MAX, Owner::Any)?;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("bad PEM in {}", path.display()))?;
     if certs.is_empty() {

@@ -2,7 +2,11 @@
 //! queue of a mount (`queue`), where restored messages go (`target`) and
 //! how they get there over IMAP (`imap`).
 
+pub mod cancel;
 pub mod engine;
 pub mod imap;
 pub mod queue;
+pub mod runner;
+pub mod secret;
 pub mod target;
+pub mod wire;

@@ -9,11 +9,13 @@
 //! fsynced as each item completes. When the daemon starts again, a job that
 //! was queued or running is run again from the start of its plan: items
 //! its journal names are counted, not sent again, and an item sent just
-//! before a crash but not yet journaled is recognised by the target
-//! (Message-ID or digest) and skipped, so nothing is restored twice.
+//! before a crash but not yet journaled is recognised by the target (by
+//! its bytes, see the module `target`) and skipped, so nothing is restored
+//! twice. Journal lines carry the item's content digest, so items with the
+//! same bytes are numbered as copies alike on every run.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,9 +25,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::private;
 use crate::control::request::Request;
 use crate::model::Millis;
-use crate::restore::engine::{self, ItemOutcome, Report, RestoreSource, RunHooks};
+use crate::restore::cancel::Cancel;
+use crate::restore::engine::{self, DoneItem, ItemOutcome, Report, RestoreSource, RunHooks};
 use crate::timeline::format_instant;
 
 /// Where a job is in its life.
@@ -176,6 +180,8 @@ struct Shared {
     wake: Condvar,
     /// Asks the running job to stop between two items.
     stop_running: AtomicBool,
+    /// Stops the running job's connections at once.
+    cancel: Mutex<Arc<Cancel>>,
 }
 
 pub fn now_millis() -> Millis {
@@ -187,7 +193,7 @@ impl RestoreQueue {
     /// run again once [`RestoreQueue::start`] is called.
     pub fn open(index_dir: &Path, src: RestoreSource) -> Result<RestoreQueue> {
         let dir = index_dir.join("jobs");
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        private::create_dir(&dir)?;
         let mut jobs = BTreeMap::new();
         for e in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = e?.path();
@@ -216,6 +222,7 @@ impl RestoreQueue {
                 jobs: Mutex::new(jobs),
                 wake: Condvar::new(),
                 stop_running: AtomicBool::new(false),
+                cancel: Mutex::new(Arc::new(Cancel::default())),
             }),
         })
     }
@@ -296,7 +303,10 @@ impl RestoreQueue {
                         log::error!("storing job {id}: {e:#}");
                     }
                 }
-                JobState::Running => self.shared.stop_running.store(true, Ordering::SeqCst),
+                JobState::Running => {
+                    self.shared.stop_running.store(true, Ordering::SeqCst);
+                    self.shared.cancel.lock().unwrap().cancel();
+                }
                 _ => {}
             }
         }
@@ -342,7 +352,7 @@ impl Shared {
     fn persist(&self, job: &Job) -> Result<()> {
         let path = self.job_path(job.id);
         let tmp = self.dir.join(format!(".{}.json.tmp", job.id));
-        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f = private::create_file(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(job)?)?;
         f.sync_all()?;
         fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
@@ -372,6 +382,7 @@ fn worker(shared: &Shared) {
                     .map(|j| j.id);
                 if let Some(id) = next {
                     shared.stop_running.store(false, Ordering::SeqCst);
+                    *shared.cancel.lock().unwrap() = Arc::new(Cancel::default());
                     let job = jobs.get_mut(&id).expect("just found");
                     job.state = JobState::Running;
                     job.runs += 1;
@@ -388,15 +399,11 @@ fn worker(shared: &Shared) {
         };
         log::info!("job {} started: {}", job.id, job.line);
         let (state, report, error) = match run_job(shared, &job) {
-            Ok(run) => (
-                if run.stopped {
-                    JobState::Stopped
-                } else {
-                    JobState::Done
-                },
-                Some(run.report),
-                None,
-            ),
+            Ok(run) if run.stopped => (JobState::Stopped, Some(run.report), None),
+            Ok(run) => match run.error {
+                Some(e) => (JobState::Failed, Some(run.report), Some(e)),
+                None => (JobState::Done, Some(run.report), None),
+            },
             Err(e) => (JobState::Failed, None, Some(format!("{e:#}"))),
         };
         log::info!("job {} {}", job.id, state.as_str());
@@ -414,11 +421,7 @@ fn run_job(shared: &Shared, job: &Job) -> Result<engine::RunResult> {
     let plan = engine::plan(&shared.src, &job.request, run_day).map_err(anyhow::Error::msg)?;
     let journal_path = shared.journal_path(job.id);
     let done = read_journal(&journal_path)?;
-    let journal = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&journal_path)
-        .with_context(|| format!("opening {}", journal_path.display()))?;
+    let journal = private::append_file(&journal_path)?;
     let mut hooks = QueueHooks {
         shared,
         id: job.id,
@@ -429,8 +432,10 @@ fn run_job(shared: &Shared, job: &Job) -> Result<engine::RunResult> {
     engine::run(&shared.src, &plan, &done, &mut hooks)
 }
 
-/// Journal keys and whether each was restored (else skipped).
-fn read_journal(path: &Path) -> Result<HashMap<String, bool>> {
+/// The items a job's journal names: `R` (restored) or `S` (skipped), a
+/// tab, the item's key (three tab-separated fields), and since the
+/// content digests, a tab and the digest.
+fn read_journal(path: &Path) -> Result<HashMap<String, DoneItem>> {
     let text = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
@@ -443,11 +448,18 @@ fn read_journal(path: &Path) -> Result<HashMap<String, bool>> {
             continue;
         };
         let line = String::from_utf8_lossy(line);
-        match line.split_once('\t') {
-            Some(("R", key)) => out.insert(key.to_string(), true),
-            Some(("S", key)) => out.insert(key.to_string(), false),
-            _ => None,
+        let fields: Vec<&str> = line.split('\t').collect();
+        let restored = match fields.first() {
+            Some(&"R") => true,
+            Some(&"S") => false,
+            _ => continue,
         };
+        let (key, digest) = match fields.len() {
+            4 => (fields[1..4].join("\t"), None),
+            5 => (fields[1..4].join("\t"), Some(fields[4].to_string())),
+            _ => continue,
+        };
+        out.insert(key, DoneItem { restored, digest });
     }
     Ok(out)
 }
@@ -469,7 +481,7 @@ impl RunHooks for QueueHooks<'_> {
         });
     }
 
-    fn item_done(&mut self, key: &str, outcome: &ItemOutcome) -> Result<()> {
+    fn item_done(&mut self, key: &str, digest: Option<&str>, outcome: &ItemOutcome) -> Result<()> {
         let tag = match outcome {
             ItemOutcome::Restored => Some('R'),
             ItemOutcome::Skipped => Some('S'),
@@ -477,8 +489,12 @@ impl RunHooks for QueueHooks<'_> {
             ItemOutcome::Unrestored(..) => None,
         };
         if let Some(tag) = tag {
+            let line = match digest {
+                Some(d) => format!("{tag}\t{key}\t{d}\n"),
+                None => format!("{tag}\t{key}\n"),
+            };
             self.journal
-                .write_all(format!("{tag}\t{key}\n").as_bytes())
+                .write_all(line.as_bytes())
                 .context("writing the job journal")?;
             self.journal
                 .sync_data()
@@ -502,6 +518,10 @@ impl RunHooks for QueueHooks<'_> {
     fn stop_requested(&self) -> bool {
         self.shared.stop_running.load(Ordering::SeqCst)
     }
+
+    fn cancel(&self) -> Arc<Cancel> {
+        self.shared.cancel.lock().unwrap().clone()
+    }
 }
 
 #[cfg(test)]
@@ -512,10 +532,12 @@ mod tests {
     fn journal_ignores_a_cut_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("j");
-        fs::write(&p, "R\ta\t1\t0\nS\ta\t2\t0\nR\ta\t3").unwrap();
+        fs::write(&p, "R\ta\t1\t0\nS\ta\t2\t0\tabc\nR\ta\t3").unwrap();
         let j = read_journal(&p).unwrap();
         assert_eq!(j.len(), 2);
-        assert!(j["a\t1\t0"]);
-        assert!(!j["a\t2\t0"]);
+        assert!(j["a\t1\t0"].restored);
+        assert!(!j["a\t2\t0"].restored);
+        assert_eq!(j["a\t1\t0"].digest, None);
+        assert_eq!(j["a\t2\t0"].digest.as_deref(), Some("abc"));
     }
 }

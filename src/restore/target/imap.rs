@@ -10,30 +10,32 @@
 //!   under a prefix it is an ordinary folder named `INBOX`.
 //! - Missing mailboxes (and their parents) are CREATEd; existing ones are
 //!   learnt once with `LIST "" "*"`.
-//! - Idempotence: the first time a folder is used it is SELECTed and the
-//!   Message-IDs of its messages are fetched once
-//!   (`UID FETCH 1:* BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]`) into a set; a
-//!   message whose Message-ID is in that set is skipped. (One fetch per
-//!   folder rather than a `UID SEARCH HEADER Message-ID` per message: the
-//!   latter makes a server without a full-text index read every header of
-//!   the folder for every message, quadratic on large folders.) Messages
-//!   without a Message-ID are always appended; the job journal is what
-//!   keeps them from being restored twice.
+//! - Copies: the first time a folder is used it is SELECTed and the
+//!   RFC822.SIZE of each message fetched once (`UID FETCH 1:*
+//!   (RFC822.SIZE)`). A message to restore is compared by content digest
+//!   (see the module `target`) with the messages of its size only: their
+//!   bodies are fetched, digested and remembered the first time a message
+//!   of that size comes, so a folder's bodies are read only where a copy
+//!   is likely. (Not a `UID SEARCH` per message, which makes a server
+//!   without a full-text index read the whole folder each time.)
 //! - APPEND carries the system flags (`\Seen \Answered \Flagged \Deleted
 //!   \Draft`; `\Recent` cannot be set) and every keyword that is a valid
 //!   atom, and the internal date as `"dd-Mon-yyyy hh:mm:ss +0000"`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
 use super::{
-    clean_folder, dedup_key, keywords, known, AppendOutcome, FolderPath, ImapSpec, KeySet,
+    clean_folder, content_digest, keywords, AppendOutcome, Copies, FolderPath, ImapSpec,
     RestoreMessage, Target,
 };
 use crate::model::Millis;
 use crate::mutf7;
+use crate::restore::cancel::Cancel;
 use crate::restore::imap::ImapClient;
+use crate::restore::secret::{own_uid, read_password, Owner};
 
 const SYSTEM_FLAGS: [&str; 5] = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"];
 
@@ -43,21 +45,24 @@ pub struct ImapTarget {
     prefix: Vec<String>,
     /// Raw (wire) names of the mailboxes known to exist.
     existing: HashSet<String>,
-    /// Per folder: its raw name and the Message-IDs it holds.
-    folders: HashMap<FolderPath, (String, KeySet)>,
+    folders: HashMap<FolderPath, FolderState>,
 }
 
-/// Read the password: the first line of the file, without its line end.
-pub fn read_password(path: &std::path::Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read password file {}", path.display()))?;
-    Ok(text.lines().next().unwrap_or("").to_string())
+/// What is known of one mailbox.
+struct FolderState {
+    /// The raw (wire) name.
+    name: String,
+    /// Copies of each content digest among the messages digested so far.
+    copies: Copies,
+    /// UIDs of the messages not digested yet, by RFC822.SIZE.
+    by_size: HashMap<u64, Vec<u32>>,
 }
 
 impl ImapTarget {
-    pub fn open(spec: &ImapSpec) -> Result<ImapTarget> {
-        let password = read_password(&spec.password_file)?;
-        let mut client = ImapClient::connect(spec, &password)?;
+    pub fn open(spec: &ImapSpec, cancel: &Arc<Cancel>) -> Result<ImapTarget> {
+        // The writer of the request was root or the daemon's user.
+        let password = read_password(&spec.password_file, Owner::RootOr(own_uid()))?;
+        let mut client = ImapClient::connect_with(spec, &password, cancel)?;
         let delimiter = client.delimiter()?.unwrap_or('/');
         let existing = client.list()?.into_iter().map(|m| m.raw_name).collect();
         Ok(ImapTarget {
@@ -89,7 +94,7 @@ impl ImapTarget {
         names
     }
 
-    fn folder(&mut self, folder: &[String]) -> Result<&mut (String, KeySet)> {
+    fn folder(&mut self, folder: &[String]) -> Result<&mut FolderState> {
         let folder = clean_folder(folder);
         if !self.folders.contains_key(&folder) {
             let names = self.mailbox_names(&folder);
@@ -101,19 +106,47 @@ impl ImapTarget {
             }
             let name = names.last().expect("a folder has a component").clone();
             let exists = self.client.select(&name)?;
-            let mut keys = KeySet::new();
+            let mut by_size: HashMap<u64, Vec<u32>> = HashMap::new();
             if exists > 0 {
-                for mid in self
+                for (uid, size) in self
                     .client
-                    .message_ids()
-                    .with_context(|| format!("cannot list Message-IDs in {name}"))?
+                    .sizes()
+                    .with_context(|| format!("cannot list the messages of {name}"))?
                 {
-                    keys.extend(dedup_key(Some(&mid), ""));
+                    by_size.entry(size).or_default().push(uid);
                 }
             }
-            self.folders.insert(folder.clone(), (name, keys));
+            let state = FolderState {
+                name,
+                copies: Copies::new(),
+                by_size,
+            };
+            self.folders.insert(folder.clone(), state);
         }
         Ok(self.folders.get_mut(&folder).expect("inserted above"))
+    }
+
+    /// How many copies of `msg` its folder holds: digests the folder's
+    /// messages of the same size first, if not done yet.
+    fn held(&mut self, msg: &RestoreMessage) -> Result<u32> {
+        let size = msg.wire_len();
+        let state = self.folder(msg.folder)?;
+        if let Some(uids) = state.by_size.remove(&size) {
+            let name = state.name.clone();
+            if self.client.selected() != Some(name.as_str()) {
+                self.client.select(&name)?;
+            }
+            let bodies = self
+                .client
+                .bodies(&uids)
+                .with_context(|| format!("cannot read messages of {name}"))?;
+            let state = self.folder(msg.folder)?;
+            for (_, body) in bodies {
+                *state.copies.entry(content_digest(&body)).or_default() += 1;
+            }
+        }
+        let state = self.folder(msg.folder)?;
+        Ok(state.copies.get(msg.digest).copied().unwrap_or(0))
     }
 }
 
@@ -130,23 +163,16 @@ impl Target for ImapTarget {
             .chain(keywords(msg.flags))
             .collect();
         let date = imap_date(msg.internal_date);
-        let has_mid = msg.message_id.map(str::trim).is_some_and(|m| !m.is_empty());
-        let key = dedup_key(msg.message_id, msg.digest);
-        let (name, keys) = self.folder(msg.folder)?;
-        if has_mid && known(keys, &key) {
+        if self.held(msg)? >= msg.copy {
             return Ok(AppendOutcome::Skipped);
         }
-        let name = name.clone();
+        let state = self.folder(msg.folder)?;
+        let name = state.name.clone();
         self.client
             .append(&name, &flags, &date, msg.bytes)
             .with_context(|| format!("cannot append to {name}"))?;
-        if has_mid {
-            self.folders
-                .get_mut(&clean_folder(msg.folder))
-                .expect("folder() inserted it")
-                .1
-                .extend(key);
-        }
+        let state = self.folder(msg.folder)?;
+        *state.copies.entry(msg.digest.to_string()).or_default() += 1;
         Ok(AppendOutcome::Restored)
     }
 

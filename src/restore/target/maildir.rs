@@ -18,8 +18,10 @@
 //!   lowercase letter per keyword as listed in the folder's
 //!   `dovecot-keywords` file (`0 $Forwarded` → `a`). Only 26 keywords fit
 //!   per folder; further ones are dropped with a warning.
-//! - `,mbd=` (the backup digest, `%`-escaped) is written only for messages
-//!   without a Message-ID: it is what recognises them on a second run.
+//! - `,mbs=DIGEST` is the message's content digest (see the module
+//!   `target`): what recognises it on a second run without reading it.
+//!   Message files without it (written by anyone else) are read and
+//!   digested once, when their folder is first used.
 
 use std::collections::HashMap;
 use std::fs::{self, File, FileTimes, OpenOptions};
@@ -31,8 +33,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 
 use super::{
-    check_root, clean_folder, dedup_key, header_value, keywords, known, usable_digest,
-    AppendOutcome, FolderPath, KeySet, RestoreMessage, Target,
+    check_root, clean_folder, is_content_digest, keywords, AppendOutcome, Copies, CrlfDigest,
+    FolderPath, RestoreMessage, Target,
 };
 use crate::mutf7;
 
@@ -58,7 +60,7 @@ pub struct MaildirTarget {
 
 struct FolderState {
     dir: PathBuf,
-    keys: KeySet,
+    copies: Copies,
     /// Keyword names by letter index (`a` = 0), as in `dovecot-keywords`.
     keywords: Vec<String>,
 }
@@ -106,7 +108,7 @@ impl MaildirTarget {
             let dir = self.folder_dir(&folder);
             make_maildir(&dir, !folder.is_inbox())?;
             let state = FolderState {
-                keys: scan(&dir)?,
+                copies: scan(&dir)?,
                 keywords: read_keywords(&dir)?,
                 dir,
             };
@@ -124,8 +126,8 @@ impl Target for MaildirTarget {
     fn append(&mut self, msg: &RestoreMessage) -> Result<AppendOutcome> {
         let host = self.host.clone();
         let state = self.folder(msg.folder)?;
-        let key = dedup_key(msg.message_id, msg.digest);
-        if known(&state.keys, &key) {
+        let held = state.copies.get(msg.digest).copied().unwrap_or(0);
+        if held >= msg.copy {
             return Ok(AppendOutcome::Skipped);
         }
         let letters = state.letters(msg.flags)?;
@@ -143,10 +145,9 @@ impl Target for MaildirTarget {
             host,
             msg.bytes.len()
         );
-        let no_mid = msg.message_id.map(str::trim).is_none_or(str::is_empty);
-        if let Some(digest) = usable_digest(msg.digest).filter(|_| no_mid) {
-            base.push_str(",mbd=");
-            base.push_str(&escape_digest(digest));
+        if is_content_digest(msg.digest) {
+            base.push_str(",mbs=");
+            base.push_str(msg.digest);
         }
         let tmp = state.dir.join("tmp").join(&base);
         let cur = state.dir.join("cur").join(format!("{base}:2,{letters}"));
@@ -167,7 +168,7 @@ impl Target for MaildirTarget {
             let _ = fs::remove_file(&tmp);
             return Err(e).with_context(|| format!("cannot write {}", cur.display()));
         }
-        state.keys.extend(key);
+        *state.copies.entry(msg.digest.to_string()).or_default() += 1;
         Ok(AppendOutcome::Restored)
     }
 
@@ -246,42 +247,10 @@ pub fn escape_component(c: &str) -> String {
     mutf7::encode(&esc)
 }
 
-fn escape_digest(d: &str) -> String {
-    let mut out = String::new();
-    for b in d.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_+=".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn unescape_digest(d: &str) -> String {
-    let b = d.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            if let Some(v) = d
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The dedup keys of every message already in `dir` (`cur/` and `new/`).
-fn scan(dir: &Path) -> Result<KeySet> {
-    let mut keys = KeySet::new();
+/// How many copies of each content digest `dir` holds (`cur/` and
+/// `new/`): from `,mbs=` in a file's name, or else from its bytes.
+fn scan(dir: &Path) -> Result<Copies> {
+    let mut copies = Copies::new();
     for sub in ["cur", "new"] {
         let d = dir.join(sub);
         let entries = fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))?;
@@ -291,32 +260,49 @@ fn scan(dir: &Path) -> Result<KeySet> {
             if name.starts_with('.') {
                 continue;
             }
-            let head = match read_head(&e.path()) {
-                Ok(h) => h,
-                Err(err) => {
-                    log::warn!("skipping unreadable {}: {err}", e.path().display());
-                    continue;
-                }
-            };
-            if let Some(mid) = header_value(&head, "Message-ID") {
-                keys.extend(dedup_key(Some(&mid), ""));
-            }
             let base = name.split(':').next().unwrap_or("");
-            if let Some(pos) = base.find(",mbd=") {
-                let rest = &base[pos + 5..];
-                let digest = rest.split(',').next().unwrap_or("");
-                keys.extend(dedup_key(None, &unescape_digest(digest)));
-            }
+            let named = base
+                .split(',')
+                .find_map(|f| f.strip_prefix("mbs="))
+                .filter(|d| is_content_digest(d))
+                .map(str::to_string);
+            let digest = match named {
+                Some(d) => d,
+                None => match digest_file(&e.path()) {
+                    Ok(d) => d,
+                    Err(err) => {
+                        log::warn!("skipping unreadable {}: {err}", e.path().display());
+                        continue;
+                    }
+                },
+            };
+            *copies.entry(digest).or_default() += 1;
         }
     }
-    Ok(keys)
+    Ok(copies)
 }
 
-/// The start of a message file, enough to hold its header block.
-fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    File::open(path)?.take(256 * 1024).read_to_end(&mut buf)?;
-    Ok(buf)
+/// The content digest of a message file, opened without blocking or
+/// following a link: a FIFO or device left in the target is no message
+/// and must not hang the job.
+fn digest_file(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut h = CrlfDigest::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
+    }
 }
 
 fn read_keywords(dir: &Path) -> Result<Vec<String>> {
@@ -386,15 +372,21 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::restore::target::content_digest;
 
-    fn msg<'a>(folder: &'a [String], bytes: &'a [u8], flags: &'a [String]) -> RestoreMessage<'a> {
+    fn msg<'a>(
+        folder: &'a [String],
+        bytes: &'a [u8],
+        flags: &'a [String],
+        copy: u32,
+    ) -> RestoreMessage<'a> {
         RestoreMessage {
             folder,
             bytes,
             flags,
             internal_date: 1_373_641_380_250,
-            message_id: header_value(bytes, "Message-ID").map(|s| &*Box::leak(s.into_boxed_str())),
-            digest: "ab/cd+ef=",
+            digest: Box::leak(content_digest(bytes).into_boxed_str()),
+            copy,
         }
     }
 
@@ -403,41 +395,45 @@ mod tests {
         assert_eq!(escape_component("a.b/c\\d"), "a\\2eb\\2fc\\5cd");
         assert_eq!(escape_component("~x~"), "\\7ex~");
         assert_eq!(escape_component("Entwürfe"), "Entw&APw-rfe");
-        assert_eq!(unescape_digest(&escape_digest("ab/cd+ef=%")), "ab/cd+ef=%");
     }
 
     #[test]
-    fn writes_folders_flags_and_skips() {
+    fn writes_folders_flags_and_counts_copies() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("md");
         let mut t = MaildirTarget::open(&root).unwrap();
         let f: Vec<String> = vec!["Inbox".into(), "Pro.jects".into()];
         let flags: Vec<String> = vec!["\\Seen".into(), "$Forwarded".into(), "kw".into()];
         let body = b"Message-ID: <1@x>\r\nSubject: hi\r\n\r\nbody\r\n";
+        let out = |t: &mut MaildirTarget, m| t.append(&m).unwrap();
         assert_eq!(
-            t.append(&msg(&f, body, &flags)).unwrap(),
+            out(&mut t, msg(&f, body, &flags, 1)),
             AppendOutcome::Restored
         );
         assert_eq!(
-            t.append(&msg(&f, body, &flags)).unwrap(),
+            out(&mut t, msg(&f, body, &flags, 1)),
             AppendOutcome::Skipped
         );
-        let nomid = b"Subject: no id\n\nx\n";
+        // A second item with the same bytes is a second copy.
+        assert_eq!(out(&mut t, msg(&f, body, &[], 2)), AppendOutcome::Restored);
         let inbox: Vec<String> = vec![];
+        let other = b"Subject: no id\n\nx\n";
         assert_eq!(
-            t.append(&msg(&inbox, nomid, &[])).unwrap(),
+            out(&mut t, msg(&inbox, other, &[], 1)),
             AppendOutcome::Restored
         );
         t.finish().unwrap();
 
         let sub = root.join(".INBOX.Pro\\2ejects");
         assert!(sub.join("maildirfolder").exists());
-        let names: Vec<String> = fs::read_dir(sub.join("cur"))
+        let mut names: Vec<String> = fs::read_dir(sub.join("cur"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names.len(), 1);
+        names.sort_by_key(|n| n.ends_with(":2,"));
+        assert_eq!(names.len(), 2);
         assert!(names[0].ends_with(":2,PSab"), "{}", names[0]);
+        assert!(names[0].contains(&format!(",mbs={}", content_digest(body))));
         let kw = fs::read_to_string(sub.join(KEYWORDS_FILE)).unwrap();
         assert_eq!(kw, "0 $Forwarded\n1 kw\n");
         let file = sub.join("cur").join(&names[0]);
@@ -445,16 +441,29 @@ mod tests {
         let mtime = fs::metadata(&file).unwrap().modified().unwrap();
         assert_eq!(mtime, millis_to_time(1_373_641_380_250));
 
-        // A fresh target (second run) skips both by scanning.
+        // A fresh target (second run) counts what is there, also a file
+        // it did not write (digested from its bytes, LF or CRLF alike).
+        fs::write(root.join("cur/foreign:2,S"), b"Subject: f\n\nf\n").unwrap();
         let mut t = MaildirTarget::open(&root).unwrap();
+        for (folder, bytes, copy) in [
+            (&f, &body[..], 1),
+            (&f, &body[..], 2),
+            (&inbox, &other[..], 1),
+        ] {
+            assert_eq!(
+                out(&mut t, msg(folder, bytes, &[], copy)),
+                AppendOutcome::Skipped
+            );
+        }
+        let crlf = b"Subject: f\r\n\r\nf\r\n";
         assert_eq!(
-            t.append(&msg(&f, body, &flags)).unwrap(),
+            out(&mut t, msg(&inbox, crlf, &[], 1)),
             AppendOutcome::Skipped
         );
         assert_eq!(
-            t.append(&msg(&inbox, nomid, &[])).unwrap(),
-            AppendOutcome::Skipped
+            out(&mut t, msg(&inbox, crlf, &[], 2)),
+            AppendOutcome::Restored
         );
-        assert_eq!(fs::read_dir(root.join("cur")).unwrap().count(), 1);
+        assert_eq!(fs::read_dir(root.join("cur")).unwrap().count(), 3);
     }
 }

@@ -15,8 +15,10 @@
 //!   restored bytes follow unchanged, apart from the quoting): `Status: RO`
 //!   or `O` (`\Seen`), `X-Status:` with `A`nswered `F`lagged `T` (draft)
 //!   `D`eleted, `X-Keywords:` with the keywords separated by spaces (as
-//!   Dovecot writes them). A message without a Message-ID also gets
-//!   `X-Mailbackfs-Digest:`, which recognises it on a second run. Added
+//!   Dovecot writes them), and `X-Mailbackfs-Digest:` with the content
+//!   digest (see the module `target`), which recognises it on a second
+//!   run; messages without that header (not written by a restore) are not
+//!   counted as copies. Added
 //!   lines end like the message's first line (CRLF or LF).
 //! - Files are opened in append mode and locked with `flock` while written.
 
@@ -30,15 +32,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::{
-    check_root, clean_folder, dedup_key, keywords, known, usable_digest, AppendOutcome, FolderPath,
-    KeySet, RestoreMessage, Target,
+    check_root, clean_folder, is_content_digest, keywords, AppendOutcome, Copies, FolderPath,
+    RestoreMessage, Target,
 };
 
 pub const DIGEST_HEADER: &str = "X-Mailbackfs-Digest";
 
 pub struct MboxTarget {
     root: PathBuf,
-    folders: HashMap<FolderPath, (PathBuf, KeySet)>,
+    folders: HashMap<FolderPath, (PathBuf, Copies)>,
 }
 
 impl MboxTarget {
@@ -74,7 +76,7 @@ impl MboxTarget {
         path
     }
 
-    fn folder(&mut self, folder: &[String]) -> Result<&mut (PathBuf, KeySet)> {
+    fn folder(&mut self, folder: &[String]) -> Result<&mut (PathBuf, Copies)> {
         let folder = clean_folder(folder);
         if !self.folders.contains_key(&folder) {
             for n in 1..=folder.0.len() {
@@ -104,9 +106,8 @@ impl Target for MboxTarget {
     }
 
     fn append(&mut self, msg: &RestoreMessage) -> Result<AppendOutcome> {
-        let (file, keys) = self.folder(msg.folder)?;
-        let key = dedup_key(msg.message_id, msg.digest);
-        if known(keys, &key) {
+        let (file, copies) = self.folder(msg.folder)?;
+        if copies.get(msg.digest).copied().unwrap_or(0) >= msg.copy {
             return Ok(AppendOutcome::Skipped);
         }
         let f = OpenOptions::new()
@@ -128,14 +129,13 @@ impl Target for MboxTarget {
             w.write_all(b"\n\n")
                 .with_context(|| format!("cannot append to {}", file.display()))?;
         }
-        let has_mid = msg.message_id.map(str::trim).is_some_and(|m| !m.is_empty());
-        write_message(&mut w, msg, !has_mid)
+        write_message(&mut w, msg)
             .and_then(|_| w.flush())
             .with_context(|| format!("cannot append to {}", file.display()))?;
         drop(w);
         f.sync_data()
             .with_context(|| format!("cannot sync {}", file.display()))?;
-        keys.extend(key);
+        *copies.entry(msg.digest.to_string()).or_default() += 1;
         Ok(AppendOutcome::Restored)
     }
 
@@ -145,13 +145,8 @@ impl Target for MboxTarget {
     }
 }
 
-/// Write one message; `with_digest` adds the digest header (when the
-/// digest is usable).
-fn write_message(
-    w: &mut impl Write,
-    msg: &RestoreMessage,
-    with_digest: bool,
-) -> std::io::Result<()> {
+/// Write one message with its flag and digest headers.
+fn write_message(w: &mut impl Write, msg: &RestoreMessage) -> std::io::Result<()> {
     let date = chrono::DateTime::from_timestamp_millis(msg.internal_date)
         .unwrap_or_default()
         .format("%a %b %e %H:%M:%S %Y");
@@ -187,8 +182,8 @@ fn write_message(
         write!(w, "X-Keywords: {}", kws.join(" "))?;
         w.write_all(eol)?;
     }
-    if let Some(digest) = usable_digest(msg.digest).filter(|_| with_digest) {
-        write!(w, "{DIGEST_HEADER}: {digest}")?;
+    if is_content_digest(msg.digest) {
+        write!(w, "{DIGEST_HEADER}: {}", msg.digest)?;
         w.write_all(eol)?;
     }
     for line in msg.bytes.split_inclusive(|&b| b == b'\n') {
@@ -240,23 +235,21 @@ pub fn escape_component(c: &str) -> String {
     out
 }
 
-/// The dedup keys of the messages in an mbox file: each message's
-/// Message-ID, or its `X-Mailbackfs-Digest`.
-fn scan(file: &Path) -> Result<KeySet> {
+/// How many copies of each content digest an mbox file holds, from the
+/// `X-Mailbackfs-Digest` header of each message.
+fn scan(file: &Path) -> Result<Copies> {
     let f = File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut r = BufReader::new(f);
-    let mut keys = KeySet::new();
+    let mut keys = Copies::new();
     let mut line = Vec::new();
     let mut in_headers = false;
     // The header being unfolded: (name, value).
     let mut current: Option<(String, String)> = None;
-    let commit = |h: Option<(String, String)>, keys: &mut KeySet| {
+    let commit = |h: Option<(String, String)>, keys: &mut Copies| {
         if let Some((name, value)) = h {
             let value = value.trim();
-            if name.eq_ignore_ascii_case("message-id") && !value.is_empty() {
-                keys.extend(dedup_key(Some(value), ""));
-            } else if name.eq_ignore_ascii_case(DIGEST_HEADER) {
-                keys.extend(dedup_key(None, value));
+            if name.eq_ignore_ascii_case(DIGEST_HEADER) && is_content_digest(value) {
+                *keys.entry(value.to_string()).or_default() += 1;
             }
         }
     };
@@ -297,6 +290,9 @@ fn scan(file: &Path) -> Result<KeySet> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::restore::target::content_digest;
+
+    const D1: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     #[test]
     fn quoting_round_trips() {
@@ -308,16 +304,18 @@ mod tests {
             bytes: body,
             flags: &flags,
             internal_date: 1_373_641_380_000,
-            message_id: None,
-            digest: "d1",
+            digest: D1,
+            copy: 1,
         };
-        write_message(&mut out, &m, true).unwrap();
+        write_message(&mut out, &m).unwrap();
         let text = String::from_utf8(out.clone()).unwrap();
         assert_eq!(
             text,
-            "From MAILER-DAEMON Fri Jul 12 15:03:00 2013\nStatus: RO\nX-Status: F\n\
-             X-Keywords: $Label1\nX-Mailbackfs-Digest: d1\nA: b\n\n>From me\n>>From you\n\
-             >>>From x\nFromage\n\n"
+            format!(
+                "From MAILER-DAEMON Fri Jul 12 15:03:00 2013\nStatus: RO\nX-Status: F\n\
+                 X-Keywords: $Label1\nX-Mailbackfs-Digest: {D1}\nA: b\n\n>From me\n>>From you\n\
+                 >>>From x\nFromage\n\n"
+            )
         );
         let stored = &out[out.iter().position(|&b| b == b'\n').unwrap() + 1..out.len() - 1];
         let un = unquote(stored);
@@ -325,42 +323,33 @@ mod tests {
     }
 
     #[test]
-    fn layout_and_skip() {
+    fn layout_and_copies() {
         let dir = tempfile::tempdir().unwrap();
         let mut t = MboxTarget::open(dir.path()).unwrap();
         let f: Vec<String> = vec!["Inbox".into(), "a/b".into(), ".x.sbd".into()];
         let body = b"Message-ID: <1@x>\r\n\r\nhi\r\n";
+        let digest = content_digest(body);
         let m = RestoreMessage {
             folder: &f,
             bytes: body,
             flags: &[],
             internal_date: 0,
-            message_id: Some("<1@x>"),
-            digest: "d",
+            digest: &digest,
+            copy: 1,
         };
         assert_eq!(t.append(&m).unwrap(), AppendOutcome::Restored);
         assert_eq!(t.append(&m).unwrap(), AppendOutcome::Skipped);
+        let second = RestoreMessage { copy: 2, ..m };
+        assert_eq!(t.append(&second).unwrap(), AppendOutcome::Restored);
         let file = dir.path().join("Inbox.sbd/a%2Fb.sbd/%2Ex%2Esbd");
         assert!(file.is_file());
         assert!(dir.path().join("Inbox").is_file());
+        // A second run counts both copies from the file.
         let mut t = MboxTarget::open(dir.path()).unwrap();
         assert_eq!(t.append(&m).unwrap(), AppendOutcome::Skipped);
-        let nomid = RestoreMessage {
-            message_id: None,
-            bytes: b"S: x\n\ny\n",
-            ..m
-        };
-        assert_eq!(t.append(&nomid).unwrap(), AppendOutcome::Restored);
-        let mut t = MboxTarget::open(dir.path()).unwrap();
-        assert_eq!(t.append(&nomid).unwrap(), AppendOutcome::Skipped);
-
-        // Neither Message-ID nor a usable digest: never skipped.
-        let bare = RestoreMessage {
-            digest: "",
-            ..nomid
-        };
-        assert_eq!(t.append(&bare).unwrap(), AppendOutcome::Restored);
-        assert_eq!(t.append(&bare).unwrap(), AppendOutcome::Restored);
+        assert_eq!(t.append(&second).unwrap(), AppendOutcome::Skipped);
+        let third = RestoreMessage { copy: 3, ..m };
+        assert_eq!(t.append(&third).unwrap(), AppendOutcome::Restored);
 
         // A file without a final newline gets one before our From line.
         let inbox = dir.path().join("Inbox");

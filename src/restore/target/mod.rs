@@ -2,16 +2,18 @@
 //!
 //! Three kinds, named by [`TargetSpec`]: a Maildir++ tree ([`maildir`]), a
 //! tree of mbox files ([`mbox`]) and an IMAP server ([`imap`]). Each keeps
-//! folders, flags and internal dates, and skips what it already holds: a
-//! message whose Message-ID (or, without one, whose digest) is already in
-//! the destination folder is [`AppendOutcome::Skipped`].
+//! folders, flags and internal dates, and skips what it already holds.
 //!
-//! Folder paths arrive as components (`["Inbox", "Projects"]`). A first
-//! component `Inbox` (any case) is the target's INBOX. Components that
-//! could escape or confuse a path are neutralised by [`clean_folder`] before
-//! any target sees them.
-
-use std::collections::HashSet;
+//! What "already holds" means: messages are recognised by their bytes
+//! alone ([`content_digest`], a SHA-256 of the bytes with every line ending
+//! in CRLF, as IMAP serves them), per folder, with counts. The engine
+//! numbers the items of a job that have the same bytes in one folder
+//! (`copy` 1, 2, ...); a target that holds k copies skips copies 1..=k and
+//! appends the others. So m distinct items with one content (differing in
+//! flags only) become m messages, messages sharing a Message-ID but not
+//! their bytes are all kept, and a run repeated adds nothing.
+//!
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
@@ -35,11 +37,18 @@ pub struct RestoreMessage<'a> {
     pub flags: &'a [String],
     /// The message's received date.
     pub internal_date: Millis,
-    /// The Message-ID header value (with its angle brackets), if any.
-    pub message_id: Option<&'a str>,
-    /// A stable content id from the backup, used to recognise a message
-    /// without a Message-ID.
+    /// [`content_digest`] of `bytes`.
     pub digest: &'a str,
+    /// Which copy of these bytes in this folder this is, from 1: the
+    /// target skips it when it holds at least `copy` copies.
+    pub copy: u32,
+}
+
+impl RestoreMessage<'_> {
+    /// The length of the bytes with CRLF line ends (what IMAP counts).
+    pub fn wire_len(&self) -> u64 {
+        wire_len(self.bytes)
+    }
 }
 
 /// What [`Target::append`] did.
@@ -86,8 +95,20 @@ pub struct ImapSpec {
     /// A file whose first line is the password.
     pub password_file: PathBuf,
     /// PEM certificates to trust besides the public web roots (for a
-    /// server with a private CA).
+    /// server with a private CA, or its own self-signed certificate).
     pub ca_file: Option<PathBuf>,
+    /// How long one command may take (`?timeout=SECS`); 120 s if unset.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+impl ImapSpec {
+    /// The deadline of one command.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout_secs
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(crate::restore::imap::DEFAULT_TIMEOUT)
+    }
 }
 
 /// A parsed `to=` target (serialisable, so queued jobs can be stored).
@@ -100,10 +121,21 @@ pub enum TargetSpec {
 
 /// Open a target, ready to take messages.
 pub fn open_target(spec: &TargetSpec) -> Result<Box<dyn Target>> {
+    open_target_with(
+        spec,
+        &std::sync::Arc::new(crate::restore::cancel::Cancel::default()),
+    )
+}
+
+/// [`open_target`] for a job: `cancel` stops its connections at once.
+pub fn open_target_with(
+    spec: &TargetSpec,
+    cancel: &std::sync::Arc<crate::restore::cancel::Cancel>,
+) -> Result<Box<dyn Target>> {
     Ok(match spec {
         TargetSpec::Maildir(path) => Box::new(maildir::MaildirTarget::open(path)?),
         TargetSpec::Mbox(path) => Box::new(mbox::MboxTarget::open(path)?),
-        TargetSpec::Imap(spec) => Box::new(imap::ImapTarget::open(spec)?),
+        TargetSpec::Imap(spec) => Box::new(imap::ImapTarget::open(spec, cancel)?),
     })
 }
 
@@ -147,29 +179,73 @@ pub fn clean_folder(folder: &[String]) -> FolderPath {
     FolderPath(out)
 }
 
-/// The key a message is recognised by in a folder: its Message-ID, or its
-/// digest when it has none; `None` (never skipped) when it has neither.
-pub(crate) fn dedup_key(message_id: Option<&str>, digest: &str) -> Option<String> {
-    match message_id.map(str::trim).filter(|m| !m.is_empty()) {
-        Some(mid) => Some(format!("m:{mid}")),
-        None => usable_digest(digest).map(|d| format!("d:{d}")),
+/// How many copies of each [`content_digest`] a folder holds.
+pub(crate) type Copies = HashMap<String, u32>;
+
+/// Hex SHA-256 of `bytes` with lone LF line ends read as CRLF.
+pub fn content_digest(bytes: &[u8]) -> String {
+    let mut h = CrlfDigest::default();
+    h.update(bytes);
+    h.finish()
+}
+
+/// The length of `bytes` with lone LF line ends read as CRLF.
+pub fn wire_len(bytes: &[u8]) -> u64 {
+    let mut n = bytes.len() as u64;
+    let mut prev = 0u8;
+    for &b in bytes {
+        if b == b'\n' && prev != b'\r' {
+            n += 1;
+        }
+        prev = b;
+    }
+    n
+}
+
+/// [`content_digest`] fed in pieces (a file read in chunks).
+#[derive(Default)]
+pub struct CrlfDigest {
+    sha: sha2::Sha256,
+    last_cr: bool,
+}
+
+impl CrlfDigest {
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        use sha2::Digest;
+        while let Some(i) = bytes.iter().position(|&b| b == b'\n') {
+            let cr_before = if i == 0 {
+                self.last_cr
+            } else {
+                bytes[i - 1] == b'\r'
+            };
+            self.sha.update(&bytes[..i]);
+            self.sha
+                .update(if cr_before { &b"\n"[..] } else { &b"\r\n"[..] });
+            self.last_cr = false;
+            bytes = &bytes[i + 1..];
+        }
+        if let Some(&last) = bytes.last() {
+            self.last_cr = last == b'\r';
+        }
+        self.sha.update(bytes);
+    }
+
+    pub fn finish(self) -> String {
+        use sha2::Digest;
+        self.sha
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
-/// The digest if it can be recorded in a file name or header: non-empty
-/// printable ASCII without blanks.
-pub(crate) fn usable_digest(digest: &str) -> Option<&str> {
-    let d = digest.trim();
-    (!d.is_empty() && d.bytes().all(|b| b.is_ascii_graphic())).then_some(d)
+/// Whether `s` looks like a [`content_digest`] (64 lowercase hex digits).
+pub(crate) fn is_content_digest(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
-
-/// Whether `key` is already in `keys`.
-pub(crate) fn known(keys: &KeySet, key: &Option<String>) -> bool {
-    key.as_ref().is_some_and(|k| keys.contains(k))
-}
-
-/// A set of [`dedup_key`]s already present in one folder.
-pub(crate) type KeySet = HashSet<String>;
 
 /// The unfolded, trimmed value of the first header `name` (case-insensitive)
 /// in the header block of `bytes`, read up to the first empty line.
@@ -274,11 +350,17 @@ mod tests {
     }
 
     #[test]
-    fn dedup_keys() {
-        assert_eq!(dedup_key(Some(" <a@b> "), "d").as_deref(), Some("m:<a@b>"));
-        assert_eq!(dedup_key(Some(""), "d").as_deref(), Some("d:d"));
-        assert_eq!(dedup_key(None, " "), None);
-        assert_eq!(dedup_key(None, "a\nb"), None);
+    fn digests_read_lf_as_crlf() {
+        let crlf = b"A: b\r\n\r\nx\r\n";
+        assert_eq!(content_digest(b"A: b\n\nx\n"), content_digest(crlf));
+        assert_eq!(wire_len(b"A: b\n\nx\n"), crlf.len() as u64);
+        assert_ne!(content_digest(b"A: b\n\ny\n"), content_digest(crlf));
+        // Fed in pieces, a CRLF cut in two is still one line end.
+        let mut h = CrlfDigest::default();
+        h.update(b"A: b\r");
+        h.update(b"\n\r\nx\r\n");
+        assert_eq!(h.finish(), content_digest(crlf));
+        assert!(is_content_digest(&content_digest(b"")));
     }
 
     #[test]
