@@ -360,7 +360,7 @@ pub fn days(items: &[Item]) -> BTreeSet<i64> {
 enum Place {
     /// Shown; its parent directory id.
     Under(i64),
-    /// Not shown: under the mailbox root only, or in a parent cycle.
+    /// Not shown: under the mailbox root only.
     Hidden,
 }
 
@@ -396,17 +396,39 @@ fn folders_at(items: &[Item], t: Millis) -> BTreeMap<i64, FolderAt> {
         .collect()
 }
 
-/// Where folder `id` (valid at the instant) hangs; the unknown folder its
-/// chain breaks at goes into `unknown`.
+/// The folders at which parent cycles are broken (README, `check`): the
+/// lowest id of each cycle, which is then shown like a missing folder,
+/// `unknown_<id>` at the view root with the rest of the cycle below it.
+fn cycle_breaks(folders: &BTreeMap<i64, FolderAt>) -> BTreeSet<i64> {
+    let mut out = BTreeSet::new();
+    for &id in folders.keys() {
+        let mut chain = vec![id];
+        let mut cur = id;
+        while let Some(f) = folders.get(&cur) {
+            if f.parent == VIEW_ROOT || f.parent == MAILBOX_ROOT {
+                break;
+            }
+            if let Some(pos) = chain.iter().position(|&c| c == f.parent) {
+                out.insert(*chain[pos..].iter().min().unwrap());
+                break;
+            }
+            chain.push(f.parent);
+            cur = f.parent;
+        }
+    }
+    out
+}
+
+/// Where folder `id` (valid at the instant, in no cycle) hangs; the
+/// unknown folder its chain breaks at goes into `unknown`.
 fn place(folders: &BTreeMap<i64, FolderAt>, id: i64, unknown: &mut BTreeSet<i64>) -> Place {
-    let mut seen = BTreeSet::from([id]);
     let mut cur = id;
     loop {
         let parent = folders[&cur].parent;
         if parent == VIEW_ROOT {
             break;
         }
-        if parent == MAILBOX_ROOT || !seen.insert(parent) {
+        if parent == MAILBOX_ROOT {
             return Place::Hidden;
         }
         if !folders.contains_key(&parent) {
@@ -446,8 +468,13 @@ fn dirs_with(
     t: Millis,
     extra: Option<i64>,
 ) -> (Dirs, Vec<(i64, &Item, &ItemState)>) {
-    let folders = folders_at(items, t);
-    let mut unknown = BTreeSet::new();
+    let mut folders = folders_at(items, t);
+    // A folder valid at the instant is a directory, empty or not: the one
+    // a cycle is broken at too.
+    let mut unknown = cycle_breaks(&folders);
+    for broken in &unknown {
+        folders.remove(broken);
+    }
     let mut hidden = BTreeSet::new();
     let mut parent = BTreeMap::new();
     for &id in folders.keys() {
