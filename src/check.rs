@@ -73,6 +73,9 @@ pub struct Orphan {
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub format: String,
+    /// Problems of the backup as a whole (an unreadable account list, an
+    /// account without a usable data file, duplicate entries).
+    pub backup_problems: Vec<String>,
     pub accounts: Vec<AccountReport>,
     /// Whether orphans were looked for (all accounts checked, and the format
     /// can list its blobs).
@@ -101,18 +104,20 @@ impl Report {
     /// The human-readable report.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
+        for p in &self.backup_problems {
+            out.push_str(&format!("backup: {}\n", printable(p)));
+        }
         for a in &self.accounts {
+            let (name, key) = (printable(&a.name), printable(&a.key));
             if a.problems.is_empty() {
                 out.push_str(&format!(
-                    "{} ({}): ok, {} items, {} blobs\n",
-                    a.name, a.key, a.items, a.blobs
+                    "{name} ({key}): ok, {} items, {} blobs\n",
+                    a.items, a.blobs
                 ));
                 continue;
             }
             out.push_str(&format!(
-                "{} ({}): {} problem(s), {} items, {} blobs\n",
-                a.name,
-                a.key,
+                "{name} ({key}): {} problem(s), {} items, {} blobs\n",
                 a.problems.len(),
                 a.items,
                 a.blobs
@@ -121,18 +126,20 @@ impl Report {
                 let item = p
                     .item
                     .as_ref()
-                    .map(|i| format!("item {i}: "))
+                    .map(|i| format!("item {}: ", printable(i)))
                     .unwrap_or_default();
-                out.push_str(&format!("  {item}{}: {}\n", p.kind, p.detail));
+                out.push_str(&format!(
+                    "  {item}{}: {}\n",
+                    printable(&p.kind),
+                    printable(&p.detail)
+                ));
             }
         }
         if self.orphans_checked {
             out.push_str(&format!("orphan blobs: {}\n", self.orphans.len()));
             for o in &self.orphans {
-                out.push_str(&format!(
-                    "  {}\n",
-                    o.path.clone().unwrap_or_else(|| o.digest.clone())
-                ));
+                let shown = o.path.as_deref().unwrap_or(&o.digest);
+                out.push_str(&format!("  {}\n", printable(shown)));
             }
         } else {
             out.push_str("orphan blobs: not looked for (only when every account is checked)\n");
@@ -154,6 +161,28 @@ impl Report {
         ));
         out
     }
+}
+
+/// `s` safe to print on a terminal: control characters (escape sequences,
+/// newlines, NUL) as `\xNN` / `\u{NNNN}`, and `\` itself as `\\`, so that
+/// a hostile name can neither forge report lines nor drive the terminal.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.push_str(&format!("\\u{{{:04x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// One referenced blob and who references it.
@@ -452,9 +481,13 @@ pub fn run(reader: &dyn BackupReader, opts: &CheckOptions) -> Result<Report> {
     for a in &mut accounts {
         a.problems.sort();
     }
-    let problems = accounts.iter().map(|a| a.problems.len()).sum::<usize>() + orphans.len();
+    let backup_problems = reader.problems();
+    let problems = accounts.iter().map(|a| a.problems.len()).sum::<usize>()
+        + orphans.len()
+        + backup_problems.len();
     Ok(Report {
         format: reader.format_name().to_string(),
+        backup_problems,
         accounts,
         orphans_checked,
         orphans,

@@ -1093,7 +1093,7 @@ fn add_messages(s: &Sample, account: &str, items: &[(i64, i64, &[u8], u64)]) {
 
 #[test]
 fn distinct_items_with_one_digest_or_one_message_id_are_all_restored() {
-    let dc = Dovecot::start().unwrap();
+    let dc = Dovecot::start();
     let s = sample();
     let same: &[u8] = b"Message-ID: <twin@example.com>\r\nSubject: twin\r\n\r\nsame bytes\r\n";
     let mid1: &[u8] = b"Message-ID: <one-id@example.com>\r\nSubject: a\r\n\r\nfirst\r\n";
@@ -1199,7 +1199,7 @@ fn bodies(got: &BTreeMap<String, Vec<FetchedMessage>>) -> BTreeMap<Vec<u8>, usiz
 
 #[test]
 fn a_folder_name_the_target_refuses_is_shortened_and_the_job_goes_on() {
-    let dc = Dovecot::start().unwrap();
+    let dc = Dovecot::start();
     let s = sample();
     let long = format!("Archive {}", "x".repeat(292));
     assert_eq!(long.len(), 300);

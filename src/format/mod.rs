@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 
 use crate::model::{Account, BlobRef, Item};
 
+pub mod backup_root;
 pub mod cyrus;
 pub mod zextras;
 
@@ -52,6 +53,13 @@ pub trait BackupReader: Send + Sync {
     /// `None` for formats whose blobs are not files of their own.
     fn blob_path(&self, _blob: &BlobRef) -> Option<PathBuf> {
         None
+    }
+
+    /// Problems of the backup as a whole rather than of one account (an
+    /// unreadable `backups.db`, duplicate entries, an account without a
+    /// usable data file); `check` reports them and fails.
+    fn problems(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// Every blob stored in the backup, referenced or not, so that `check`

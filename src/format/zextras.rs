@@ -41,6 +41,7 @@ use flate2::{Crc, Decompress, FlushDecompress, Status};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
+use super::backup_root::{read_capped_into, BackupRoot, EntryKind, Stat};
 use super::{AccountEntry, BackupReader};
 use crate::model::{Account, BlobRef, Item, ItemId, ItemKind, ItemState, Millis, VIEW_ROOT};
 
@@ -54,14 +55,18 @@ pub const DRIVE_FOLDER_NAME: &str = "Drive";
 /// Whether `root` has the layout of this format: an `accounts/` directory,
 /// or an `items/` directory of two-character blob directories.
 pub fn looks_like(root: &Path) -> bool {
-    if root.join("accounts").is_dir() {
-        return true;
-    }
-    let Ok(rd) = fs::read_dir(root.join("items")) else {
+    let Ok(root) = BackupRoot::open(root) else {
         return false;
     };
-    rd.flatten()
-        .any(|e| e.file_name().len() == 2 && e.file_type().is_ok_and(|t| t.is_dir()))
+    if root.is_dir("accounts") {
+        return true;
+    }
+    let Ok(entries) = root.read_dir("items") else {
+        return false;
+    };
+    entries
+        .iter()
+        .any(|e| e.name.len() == 2 && e.kind == EntryKind::Dir)
 }
 
 /// The stable id of a Drive item: a negative number (at most -2) derived from
@@ -521,21 +526,24 @@ fn item_from_bytes(id: ItemId, label: &str, path: &Path, bytes: &[u8]) -> Item {
     item
 }
 
-/// Read the metadata file `name` of the directory `dir` (opened as `dir_fd`)
-/// into `buf`, and make it an item.
+/// Read the metadata file `name` of the directory `dir` into `buf`, and
+/// make it an item. Anything but a regular file (a link, a FIFO) is a
+/// broken item.
 fn read_item_file(
     id: ItemId,
     label: &str,
-    dir: &Path,
-    dir_fd: Option<&fs::File>,
+    dir: &BackupRoot,
     name: &str,
     buf: &mut Vec<u8>,
 ) -> Item {
-    let path = dir.join(name);
-    let read = match dir_fd {
-        Some(d) => read_at(d, name, buf),
-        None => fs::File::open(&path).and_then(|f| read_capped(f, buf)),
-    };
+    let path = dir.display_path(Path::new(name));
+    if buf.capacity() > KEEP_BUFFER {
+        *buf = Vec::new();
+    }
+    let read = dir.open_file(name).and_then(|f| {
+        read_capped_into(f, MAX_METADATA, buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    });
     match read {
         Ok(()) => item_from_bytes(id, label, &path, buf),
         Err(e) => Item {
@@ -543,7 +551,7 @@ fn read_item_file(
             label: label.to_string(),
             history_key: label.to_string(),
             states: Vec::new(),
-            error: Some(format!("cannot read metadata {}: {e}", path.display())),
+            error: Some(format!("cannot read metadata: {e}")),
         },
     }
 }
@@ -562,12 +570,18 @@ fn adapt_drive_item(item: &mut Item) {
 // ---------------------------------------------------------------------------
 // Accounts
 
-fn parse_account_info(key: &str, path: &Path, acc: &mut Account) {
-    let bytes = match fs::read(path) {
+fn parse_account_info(key: &str, dir: &BackupRoot, acc: &mut Account) {
+    let path = dir.display_path(Path::new("account_info"));
+    let path = path.as_path();
+    let bytes = match dir.read_capped("account_info", MAX_METADATA) {
         Ok(b) => b,
-        Err(e) => {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
             acc.problems
-                .push(format!("cannot read account_info {}: {e}", path.display()));
+                .push(format!("account_info missing: {}", path.display()));
+            return;
+        }
+        Err(e) => {
+            acc.problems.push(format!("cannot read account_info: {e}"));
             return;
         }
     };
@@ -607,9 +621,10 @@ fn parse_account_info(key: &str, path: &Path, acc: &mut Account) {
     };
 }
 
-/// A directory of item metadata files to read.
+/// A directory of item metadata files to read: its path below the
+/// account directory.
 struct WorkDir {
-    path: PathBuf,
+    rel: PathBuf,
     drive: bool,
 }
 
@@ -621,41 +636,6 @@ fn is_drive_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
 }
 
-fn is_file_entry(e: &fs::DirEntry) -> bool {
-    match e.file_type() {
-        Ok(t) if t.is_file() => true,
-        Ok(t) if t.is_symlink() => fs::metadata(e.path()).is_ok_and(|m| m.is_file()),
-        _ => false,
-    }
-}
-
-/// Read every item file of one directory, sending each item.
-/// Read the file `name` of the open directory `dir` into `buf`.
-///
-/// `openat` on the directory rather than `open` of a full path: the kernel
-/// walks one component instead of seven, and no `statx` is spent on a size
-/// hint (the buffer is reused). This is most of the time of a catalogue build.
-fn read_at(dir: &fs::File, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let c = std::ffi::CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in file name"))?;
-    // SAFETY: `dir` is an open descriptor and `c` a NUL-terminated string
-    // that outlives the call.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
-    let f = unsafe { fs::File::from_raw_fd(fd) };
-    read_capped(f, buf)
-}
-
 /// No real item history comes near this; a bigger file is damage.
 const MAX_METADATA: u64 = 64 * 1024 * 1024;
 
@@ -663,64 +643,45 @@ const MAX_METADATA: u64 = 64 * 1024 * 1024;
 /// huge metadata file does not keep its size allocated per thread.
 const KEEP_BUFFER: usize = 1 << 20;
 
-fn read_capped(f: fs::File, buf: &mut Vec<u8>) -> io::Result<()> {
-    if buf.capacity() > KEEP_BUFFER {
-        *buf = Vec::new();
-    }
-    buf.clear();
-    f.take(MAX_METADATA + 1).read_to_end(buf)?;
-    if buf.len() as u64 > MAX_METADATA {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {MAX_METADATA} bytes"),
-        ));
-    }
-    Ok(())
-}
-
-fn read_work_dir(w: &WorkDir, tx: &mpsc::SyncSender<Msg>) -> bool {
-    let dir_fd = fs::File::open(&w.path).ok();
-    let mut buf = Vec::with_capacity(16 * 1024);
-    let rd = match fs::read_dir(&w.path) {
-        Ok(rd) => rd,
+/// Read every item file of one directory, sending each item. Entries that
+/// are not directories are read as items when their names are item names:
+/// a link or a FIFO among them becomes a broken item, never followed.
+fn read_work_dir(acct: &BackupRoot, w: &WorkDir, tx: &mpsc::SyncSender<Msg>) -> bool {
+    let listed = acct
+        .open_dir(&w.rel)
+        .and_then(|d| d.read_dir("").map(|entries| (d, entries)));
+    let (dir, entries) = match listed {
+        Ok(v) => v,
         Err(e) => {
-            let _ = tx.send(Msg::Problem(format!(
-                "cannot list {}: {e}",
-                w.path.display()
-            )));
+            let _ = tx.send(Msg::Problem(format!("cannot list: {e}")));
             return true;
         }
     };
-    for e in rd {
-        let e = match e {
-            Ok(e) => e,
-            Err(err) => {
-                let _ = tx.send(Msg::Problem(format!(
-                    "cannot list {}: {err}",
-                    w.path.display()
-                )));
-                break;
-            }
+    let mut buf = Vec::with_capacity(16 * 1024);
+    for e in entries {
+        if e.kind == EntryKind::Dir {
+            continue;
+        }
+        let Some(name) = e.name.to_str() else {
+            continue;
         };
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
         let item = if w.drive {
-            if !is_drive_name(name) || !is_file_entry(&e) {
+            if !is_drive_name(name) {
                 continue;
             }
             let id = drive_item_id(name);
-            let mut item = read_item_file(id, name, &w.path, dir_fd.as_ref(), name, &mut buf);
+            let mut item = read_item_file(id, name, &dir, name, &mut buf);
             adapt_drive_item(&mut item);
             item
         } else {
-            if !is_decimal(name) || !is_file_entry(&e) {
+            if !is_decimal(name) {
                 continue;
             }
             let Ok(id) = name.parse::<ItemId>() else {
                 continue;
             };
             let label = id.to_string();
-            read_item_file(id, &label, &w.path, dir_fd.as_ref(), name, &mut buf)
+            read_item_file(id, &label, &dir, name, &mut buf)
         };
         if tx.send(Msg::Item(item, w.drive)).is_err() {
             return false;
@@ -734,26 +695,37 @@ enum Msg {
     Problem(String),
 }
 
-fn subdirs(dir: &Path, out: &mut Vec<WorkDir>, drive: bool, problems: &mut Vec<String>) {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
+/// The item directories below `rel` (`items`, `drive_items`) of an account.
+/// A link where a directory should be is refused and reported.
+fn subdirs(
+    acct: &BackupRoot,
+    rel: &str,
+    out: &mut Vec<WorkDir>,
+    drive: bool,
+    problems: &mut Vec<String>,
+) {
+    let entries = match acct.read_dir(rel) {
+        Ok(v) => v,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
         Err(e) => {
-            problems.push(format!("cannot list {}: {e}", dir.display()));
+            problems.push(format!("cannot list: {e}"));
             return;
         }
     };
-    let mut v: Vec<PathBuf> = rd
-        .flatten()
-        .filter(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => true,
-            Ok(t) if t.is_symlink() => e.path().is_dir(),
-            _ => false,
-        })
-        .map(|e| e.path())
-        .collect();
+    let mut v: Vec<PathBuf> = Vec::new();
+    for e in entries {
+        let sub = Path::new(rel).join(&e.name);
+        match e.kind {
+            EntryKind::Dir => v.push(sub),
+            EntryKind::Symlink => problems.push(format!(
+                "not a directory: {} (a symbolic link, not followed)",
+                acct.display_path(&sub).display()
+            )),
+            _ => {}
+        }
+    }
     v.sort();
-    out.extend(v.into_iter().map(|path| WorkDir { path, drive }));
+    out.extend(v.into_iter().map(|rel| WorkDir { rel, drive }));
 }
 
 /// A commutative digest of the files of an account, for [`AccountEntry::signature`].
@@ -765,8 +737,7 @@ struct Signature {
 }
 
 impl Signature {
-    fn add(&mut self, name: &[u8], meta: &fs::Metadata) {
-        use std::os::unix::fs::MetadataExt;
+    fn add(&mut self, name: &[u8], meta: &Stat) {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let mut mix = |bytes: &[u8]| {
             for b in bytes {
@@ -775,31 +746,42 @@ impl Signature {
             }
         };
         mix(name);
-        mix(&meta.mtime().to_le_bytes());
-        mix(&meta.mtime_nsec().to_le_bytes());
-        mix(&meta.size().to_le_bytes());
-        mix(&meta.ino().to_le_bytes());
+        mix(&meta.st_mtime.to_le_bytes());
+        mix(&(meta.st_mtime_nsec as i64).to_le_bytes());
+        mix(&(meta.st_size as u64).to_le_bytes());
+        mix(&meta.st_ino.to_le_bytes());
         self.count += 1;
         self.sum = self.sum.wrapping_add(h);
         self.xor ^= h.rotate_left(17);
     }
 
-    fn add_dir(&mut self, dir: &Path, depth: u32) {
-        let Ok(rd) = fs::read_dir(dir) else { return };
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.is_dir() {
+    /// Every entry below `rel` of `acct`, `depth` directories deep; links
+    /// count as entries, never followed.
+    fn add_dir(&mut self, acct: &BackupRoot, rel: &Path, depth: u32) {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(dir) = acct.open_dir(rel) else { return };
+        self.add_open_dir(
+            &dir,
+            rel.file_name().map(|n| n.as_bytes()).unwrap_or_default(),
+            Path::new(""),
+            depth,
+        );
+    }
+
+    fn add_open_dir(&mut self, dir: &BackupRoot, top: &[u8], sub: &Path, depth: u32) {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(entries) = dir.read_dir(sub) else {
+            return;
+        };
+        for e in entries {
+            let rel = sub.join(&e.name);
+            let Ok(m) = dir.stat(&rel) else { continue };
+            if e.kind == EntryKind::Dir {
                 if depth > 0 {
-                    self.add_dir(&e.path(), depth - 1);
+                    self.add_open_dir(dir, top, &rel, depth - 1);
                 }
             } else {
-                use std::os::unix::ffi::OsStrExt;
-                let p = e.path();
-                let rel = p.strip_prefix(dir).unwrap_or(&p);
-                let mut name = dir
-                    .file_name()
-                    .map(|n| n.as_bytes().to_vec())
-                    .unwrap_or_default();
+                let mut name = top.to_vec();
                 name.push(b'/');
                 name.extend_from_slice(rel.as_os_str().as_bytes());
                 self.add(&name, &m);
@@ -812,13 +794,18 @@ impl Signature {
     }
 }
 
-fn account_signature(dir: &Path) -> String {
+/// The signature of the account directory `rel` of `root`: `-` when it is
+/// not a directory (a link is refused when the account is read).
+fn account_signature(root: &BackupRoot, rel: &Path) -> String {
+    let Ok(acct) = root.open_dir(rel) else {
+        return "-".into();
+    };
     let mut sig = Signature::default();
-    if let Ok(m) = fs::metadata(dir.join("account_info")) {
+    if let Ok(m) = acct.stat("account_info") {
         sig.add(b"account_info", &m);
     }
-    sig.add_dir(&dir.join("items"), 1);
-    sig.add_dir(&dir.join("drive_items"), 1);
+    sig.add_dir(&acct, Path::new("items"), 1);
+    sig.add_dir(&acct, Path::new("drive_items"), 1);
     sig.finish()
 }
 
@@ -1091,6 +1078,8 @@ const BLOB_BUF: usize = 64 * 1024;
 
 pub struct ZextrasReader {
     root: PathBuf,
+    /// Every file is opened beneath it, never through a link.
+    dir: BackupRoot,
 }
 
 impl ZextrasReader {
@@ -1098,15 +1087,25 @@ impl ZextrasReader {
         if !root.is_dir() {
             bail!("backup path {} is not a directory", root.display());
         }
+        let dir = BackupRoot::open(root)?;
         Ok(Self {
             root: root.to_path_buf(),
+            dir,
         })
     }
 
     /// The paths where the blob with (normalised) `digest` may be, in the
     /// order they are tried.
     pub fn blob_candidates(&self, digest: &str) -> Vec<PathBuf> {
-        let items = self.root.join("items");
+        self.blob_candidates_rel(digest)
+            .into_iter()
+            .map(|p| self.root.join(p))
+            .collect()
+    }
+
+    /// [`Self::blob_candidates`], relative to the backup root.
+    fn blob_candidates_rel(&self, digest: &str) -> Vec<PathBuf> {
+        let items = Path::new("items");
         let d = normalize_digest(digest);
         let safe = |s: &str| {
             !s.is_empty()
@@ -1133,18 +1132,23 @@ impl ZextrasReader {
         v
     }
 
+    /// The blob's file, opened beneath the root: a link anywhere on the way
+    /// or anything but a regular file is refused (`not a regular file`).
     fn open_blob_file(&self, blob: &BlobRef) -> io::Result<(fs::File, PathBuf)> {
         let digest = blob.digest.as_deref().unwrap_or(&blob.locator);
-        let tried = self.blob_candidates(digest);
+        let tried = self.blob_candidates_rel(digest);
         for p in &tried {
-            match fs::File::open(p) {
-                Ok(f) => return Ok((f, p.clone())),
+            match self.dir.open_file(p) {
+                Ok(f) => return Ok((f, self.root.join(p))),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => continue,
-                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", p.display()))),
+                Err(e) if e.kind() == io::ErrorKind::NotADirectory => continue,
+                Err(e) => return Err(e),
             }
         }
-        let list: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+        let list: Vec<String> = tried
+            .iter()
+            .map(|p| self.root.join(p).display().to_string())
+            .collect();
         Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!("blob {digest} not found (tried {})", list.join(", ")),
@@ -1163,19 +1167,21 @@ impl BackupReader for ZextrasReader {
     }
 
     fn list_accounts(&self) -> Result<Vec<AccountEntry>> {
-        let dir = self.root.join("accounts");
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
+        let entries = match self.dir.read_dir("accounts") {
+            Ok(v) => v,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => bail!("cannot list {}: {e}", dir.display()),
+            Err(e) => bail!("cannot list accounts: {e}"),
         };
-        let mut keys: Vec<String> = rd
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
+        // Links are listed so that reading them is refused and reported.
+        let mut keys: Vec<String> = entries
+            .into_iter()
+            .filter(|e| matches!(e.kind, EntryKind::Dir | EntryKind::Symlink))
+            .filter_map(|e| e.name.into_string().ok())
             .filter(|k| !k.starts_with('.'))
             .collect();
         keys.sort();
+        let dir = Path::new("accounts");
+        let root = &self.dir;
         let next = AtomicUsize::new(0);
         let mut sigs: Vec<Option<String>> = vec![None; keys.len()];
         let results: Vec<Vec<(usize, String)>> = std::thread::scope(|s| {
@@ -1186,7 +1192,7 @@ impl BackupReader for ZextrasReader {
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let Some(k) = keys.get(i) else { break };
-                            out.push((i, account_signature(&dir.join(k))));
+                            out.push((i, account_signature(root, &dir.join(k))));
                         }
                         out
                     })
@@ -1204,7 +1210,7 @@ impl BackupReader for ZextrasReader {
             .into_iter()
             .zip(sigs)
             .map(|(key, sig)| {
-                let signature = sig.unwrap_or_else(|| account_signature(&dir.join(&key)));
+                let signature = sig.unwrap_or_else(|| account_signature(root, &dir.join(&key)));
                 AccountEntry { key, signature }
             })
             .collect())
@@ -1214,27 +1220,26 @@ impl BackupReader for ZextrasReader {
         if key.is_empty() || key.contains('/') || key == "." || key == ".." {
             bail!("no account {key:?} in {}", self.root.display());
         }
-        let dir = self.root.join("accounts").join(key);
-        if !dir.is_dir() {
-            bail!("no account {key:?} in {}", self.root.display());
-        }
+        let rel = Path::new("accounts").join(key);
+        let acct_dir = match self.dir.open_dir(&rel) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                bail!("no account {key:?} in {}", self.root.display())
+            }
+            // A link (refused) or not a directory: reported by the caller.
+            Err(e) => bail!("account {key:?} refused: {e}"),
+        };
         let mut acc = Account {
             key: key.to_string(),
             name: key.to_string(),
             status: "unknown".to_string(),
             ..Account::default()
         };
-        let info = dir.join("account_info");
-        if info.exists() {
-            parse_account_info(key, &info, &mut acc);
-        } else {
-            acc.problems
-                .push(format!("account_info missing: {}", info.display()));
-        }
+        parse_account_info(key, &acct_dir, &mut acc);
 
         let mut work = Vec::new();
-        subdirs(&dir.join("items"), &mut work, false, &mut acc.problems);
-        subdirs(&dir.join("drive_items"), &mut work, true, &mut acc.problems);
+        subdirs(&acct_dir, "items", &mut work, false, &mut acc.problems);
+        subdirs(&acct_dir, "drive_items", &mut work, true, &mut acc.problems);
 
         let next = AtomicUsize::new(0);
         let mut broken = 0usize;
@@ -1243,11 +1248,11 @@ impl BackupReader for ZextrasReader {
             let (tx, rx) = mpsc::sync_channel::<Msg>(1024);
             for _ in 0..worker_count().min(work.len().max(1)) {
                 let tx = tx.clone();
-                let (work, next) = (&work, &next);
+                let (work, next, acct_dir) = (&work, &next, &acct_dir);
                 s.spawn(move || loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(w) = work.get(i) else { break };
-                    if !read_work_dir(w, &tx) {
+                    if !read_work_dir(acct_dir, w, &tx) {
                         break;
                     }
                 });
@@ -1363,37 +1368,35 @@ impl BackupReader for ZextrasReader {
     }
 
     fn all_blobs(&self) -> Option<Vec<BlobRef>> {
-        // Every file below items/ (a digest written with `/` nests deeper).
-        let items = self.root.join("items");
+        // Every entry below items/ (a digest written with `/` nests deeper),
+        // links and FIFOs included, none followed.
+        let items = Path::new("items");
         let mut out = Vec::new();
-        let mut stack = vec![items.clone()];
+        let mut stack = vec![items.to_path_buf()];
         while let Some(dir) = stack.pop() {
-            let Ok(rd) = fs::read_dir(&dir) else { continue };
-            for e in rd.flatten() {
-                let path = e.path();
-                let Ok(ft) = e.file_type() else { continue };
-                if ft.is_dir() && dir == items {
-                    stack.push(path);
+            let Ok(entries) = self.dir.read_dir(&dir) else {
+                continue;
+            };
+            for e in entries {
+                let path = dir.join(&e.name);
+                let is_dir = e.kind == EntryKind::Dir;
+                if dir == items {
+                    if is_dir {
+                        stack.push(path);
+                    }
                     continue;
                 }
-                let Ok(rel) = path.strip_prefix(&items) else {
+                let Ok(rel) = path.strip_prefix(items) else {
                     continue;
                 };
                 let mut comps = rel.components();
                 comps.next(); // the two-character folder
                 let name: PathBuf = comps.collect();
                 let name = name.to_string_lossy().replace('/', ",");
-                if ft.is_dir() {
-                    // A nested directory, or a directory where a blob should be:
-                    // only the latter names a digest.
-                    if is_sha256_digest(&name) {
-                        out.push(BlobRef {
-                            locator: name.clone(),
-                            digest: Some(name),
-                        });
-                    } else {
-                        stack.push(path);
-                    }
+                // A nested directory, or a directory where a blob should be:
+                // only the latter names a digest.
+                if is_dir && !is_sha256_digest(&name) {
+                    stack.push(path);
                     continue;
                 }
                 out.push(BlobRef {

@@ -74,7 +74,11 @@ impl Calendars {
             None
         } else {
             let mut message = Vec::with_capacity(size as usize);
-            reader.open_blob(blob)?.read_to_end(&mut message)?;
+            // Bounded: a stream longer than its size is not held whole.
+            reader
+                .open_blob(blob)?
+                .take(size.saturating_add(1))
+                .read_to_end(&mut message)?;
             calendar_part(&message).map(Arc::new)
         };
         self.lru

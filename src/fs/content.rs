@@ -189,11 +189,21 @@ impl OpenBlob {
         *pos += got as u64;
         if *pos >= self.size {
             // At the end: pull once more so the reader checks the trailer
-            // (CRC, length, digest) before the last bytes are served.
+            // (CRC, length, digest) before the last bytes are served, and
+            // so that a stream longer than its size (a lying trailer, a
+            // member without an end) is broken, not served cut.
             let mut probe = [0u8; 1];
             let verdict = stream.read(&mut probe);
             *guard = None;
-            verdict?;
+            if verdict? > 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "corrupt gzip: blob {} is longer than its {} bytes",
+                        self.blob.locator, self.size
+                    ),
+                ));
+            }
         }
         let window = Arc::new(buf);
         cache.put(key, window.clone());
@@ -218,6 +228,8 @@ fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Sizes confirmed by the reader, so `stat` does not ask twice.
 pub struct SizeCache {
     lru: Mutex<LruCache<String, u64>>,
+    /// Blobs whose size mismatch was logged already.
+    mismatch_logged: Mutex<std::collections::HashSet<String>>,
 }
 
 impl SizeCache {
@@ -226,15 +238,83 @@ impl SizeCache {
             lru: Mutex::new(LruCache::new(
                 NonZeroUsize::new(entries.max(1)).expect("nonzero"),
             )),
+            mismatch_logged: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
-    pub fn get_or(&self, blob: &BlobRef, f: impl FnOnce() -> io::Result<u64>) -> io::Result<u64> {
+    /// The size of `blob`, from the cache or `f`. A size other than the
+    /// metadata's `claimed` one is logged, once per blob for the life of
+    /// the mount (not again when the entry is evicted and computed again).
+    pub fn get_or(
+        &self,
+        blob: &BlobRef,
+        claimed: Option<u64>,
+        f: impl FnOnce() -> io::Result<u64>,
+    ) -> io::Result<u64> {
         if let Some(&n) = self.lru.lock().unwrap().get(&blob.locator) {
             return Ok(n);
         }
         let n = f()?;
+        if let Some(c) = claimed.filter(|c| *c != n) {
+            if self
+                .mismatch_logged
+                .lock()
+                .unwrap()
+                .insert(blob.locator.clone())
+            {
+                log::warn!(
+                    "blob {}: size mismatch: the metadata says {c} bytes, the blob has {n}; serving {n}",
+                    blob.locator
+                );
+            }
+        }
         self.lru.lock().unwrap().put(blob.locator.clone(), n);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::AccountEntry;
+    use crate::model::{Account, Item};
+
+    /// A reader whose every blob is 1000 bytes of `x`.
+    struct Long;
+
+    impl BackupReader for Long {
+        fn format_name(&self) -> &'static str {
+            "test"
+        }
+        fn list_accounts(&self) -> anyhow::Result<Vec<AccountEntry>> {
+            Ok(Vec::new())
+        }
+        fn read_account(&self, _: &str, _: &mut dyn FnMut(Item)) -> anyhow::Result<Account> {
+            anyhow::bail!("none")
+        }
+        fn open_blob(&self, _: &BlobRef) -> io::Result<Box<dyn Read + Send>> {
+            Ok(Box::new(io::repeat(b'x').take(1000)))
+        }
+        fn blob_len(&self, _: &BlobRef, _: Option<u64>) -> io::Result<u64> {
+            Ok(1000)
+        }
+    }
+
+    fn blob() -> BlobRef {
+        BlobRef {
+            locator: "b".into(),
+            digest: None,
+        }
+    }
+
+    #[test]
+    fn a_stream_longer_than_its_size_is_broken() {
+        let cache = BlobCache::new(1 << 20);
+        let f = OpenBlob::new(blob(), 300);
+        let e = f.read_at(&Long, &cache, 0, 4096).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        assert_eq!(cache.held_bytes(), 0, "nothing of it cached");
+        let f = OpenBlob::new(blob(), 1000);
+        assert_eq!(f.read_at(&Long, &cache, 0, 4096).unwrap().len(), 1000);
     }
 }

@@ -931,7 +931,7 @@ impl MailFs {
         }
         let size = self
             .sizes
-            .get_or(blob, || self.reader.blob_len(blob, row.size))
+            .get_or(blob, row.size, || self.reader.blob_len(blob, row.size))
             .map_err(|e| self.note_broken(&blob.locator, e))?;
         if matches!(row.kind, ItemKind::Appointment | ItemKind::Task) {
             let ics = self

@@ -12,8 +12,8 @@
 //! Maildir written by a restore). The server is stopped (SIGTERM, then
 //! SIGKILL) and its directory removed in `Drop`, also when a test panics.
 //!
-//! Without the Dovecot binary (or `openssl`) `start` panics: the test
-//! fails, naming what to install (`scripts/ci-deps`).
+//! Without the Dovecot binary (or `openssl`) `start` panics: a test that
+//! needs the server fails without it (scripts/ci-deps installs it).
 
 #![allow(dead_code)]
 
@@ -274,6 +274,7 @@ service auth {{
             prefix: Vec::new(),
             password_file: self.password_file(user, password),
             ca_file: Some(self.ca_file()),
+            timeout_secs: None,
         }
     }
 

@@ -41,6 +41,15 @@ pub struct Mount {
 
 impl Mount {
     pub fn start(backup: &Path, index: &Path, extra: &[&str]) -> Mount {
+        Mount::start_logging(backup, index, extra, None)
+    }
+
+    /// [`Mount::start`] with the daemon's stderr (its log) going to `log`.
+    pub fn start_logging(backup: &Path, index: &Path, extra: &[&str], log: Option<&Path>) -> Mount {
+        let stderr = match log {
+            Some(p) => Stdio::from(std::fs::File::create(p).expect("log file")),
+            None => Stdio::inherit(),
+        };
         let dir = tempfile::tempdir().expect("mount point");
         let path = dir.path().join("mnt");
         std::fs::create_dir(&path).unwrap();
@@ -53,6 +62,7 @@ impl Mount {
             .arg(index)
             .args(extra)
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("starting mailbackfs mount -f");
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -78,6 +88,11 @@ impl Mount {
 
     pub fn join(&self, rel: &str) -> PathBuf {
         self.path.join(rel)
+    }
+
+    /// The daemon's process id (for `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -232,4 +247,54 @@ pub fn sample() -> Sample {
         info,
         dir,
     }
+}
+
+/// Run `cmd` to its end and return its output; panic (never hang) when it
+/// runs longer than `limit`. The limit is a hang guard, not an assertion on
+/// speed: it is far above what the command needs.
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{cmd:?} hung: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+/// [`run_bounded`] of the CLI: (status, stdout bytes, stderr).
+pub fn cli_bounded(args: &[&str], limit: Duration) -> (i32, Vec<u8>, String) {
+    let out = run_bounded(Command::new(bin()).args(args), limit);
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

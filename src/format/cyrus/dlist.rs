@@ -279,7 +279,13 @@ pub fn parse_line(buf: &[u8], pos: usize) -> Result<(Option<Line>, usize), Parse
             .ok_or(ParseError::Truncated)?;
         return Ok((None, pos + nl + 1));
     }
-    let ts = p.number()? as i64;
+    // Seconds that fit in milliseconds of an i64: 2^64-1 is damage, not
+    // -1 (a 1969-12-31 state).
+    let at = p.pos;
+    let ts = i64::try_from(p.number()?)
+        .ok()
+        .filter(|t| t.checked_mul(1000).is_some())
+        .ok_or(ParseError::Syntax(at))?;
     p.expect(b' ')?;
     let verb = String::from_utf8_lossy(p.atom()?).into_owned();
     p.expect(b' ')?;
@@ -298,27 +304,23 @@ pub fn parse_line(buf: &[u8], pos: usize) -> Result<(Option<Line>, usize), Parse
     ))
 }
 
-/// Where the next line probably starts after a line that failed to parse
-/// at `pos`: just after the next CRLF that is followed by digits and a
-/// space. Used to resynchronise after damage.
-pub fn resync(buf: &[u8], pos: usize) -> Option<usize> {
-    let mut i = pos;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' {
-            let rest = &buf[i + 1..];
-            let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-            if digits > 0 && rest.get(digits) == Some(&b' ') {
-                return Some(i + 1);
-            }
-        }
-        i += 1;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_out_of_range_are_damage() {
+        for ts in ["18446744073709551615", "9223372036854775807"] {
+            let line = format!("{ts} APPLY SEEN %(A 1)\r\n");
+            assert_eq!(
+                parse_line(line.as_bytes(), 0).unwrap_err(),
+                ParseError::Syntax(0),
+                "{ts}"
+            );
+        }
+        let ok = parse_line(b"1795422208 APPLY SEEN %(A 1)\r\n", 0).unwrap();
+        assert_eq!(ok.0.unwrap().ts, 1_795_422_208);
+    }
 
     #[test]
     fn parses_mailbox_with_plus_literal_and_file() {

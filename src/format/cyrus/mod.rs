@@ -14,21 +14,22 @@
 
 mod chunks;
 mod dlist;
+mod names;
 mod replay;
+mod synccrc;
 mod text;
 mod twoskip;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::UNIX_EPOCH;
 
 use anyhow::{bail, Context, Result};
 use sha1::{Digest, Sha1};
 
-use self::chunks::{Chunk, ChunkCache, MemberStream};
+use self::chunks::{Chunk, ChunkCache, ChunkLines, MemberStream};
+use super::backup_root::{BackupRoot, EntryKind};
 use super::{AccountEntry, BackupReader};
 use crate::model::{Account, BlobRef, Item, ItemKind};
 
@@ -42,49 +43,75 @@ const CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// does not describe, are streamed message by message.
 const SMALL_CHUNK: u64 = 4 * 1024 * 1024;
 
-/// Where the backup's parts are, for a root the user passed.
-#[derive(Debug, Clone)]
+/// Where the backup's parts are, for a root the user passed: the directory
+/// every file is opened beneath (the root's links resolved once), and the
+/// partition and `backups.db` below it.
 struct Layout {
+    base: BackupRoot,
     partition: PathBuf,
     backups_db: Option<PathBuf>,
 }
 
 fn layout(root: &Path) -> Option<Layout> {
-    let db_near = |dir: &Path| -> Option<PathBuf> {
+    let real = std::fs::canonicalize(root).ok()?;
+    let base = BackupRoot::open(&real).ok()?;
+    // Present in any form: what it is is found out (and reported) on open.
+    let db_in = |b: &BackupRoot, dir: &Path| -> Option<PathBuf> {
         let p = dir.join("config").join("backups.db");
-        p.is_file().then_some(p)
+        b.stat(&p).is_ok().then_some(p)
+    };
+    let parent = || -> Option<(BackupRoot, PathBuf)> {
+        let name = PathBuf::from(real.file_name()?);
+        Some((BackupRoot::open(real.parent()?).ok()?, name))
     };
     // The corpus directory, holding backup/{config,partition}.
-    if root.join("backup").join("partition").is_dir() {
-        let b = root.join("backup");
+    if base.is_dir("backup/partition") {
+        let backups_db = db_in(&base, Path::new("backup"));
         return Some(Layout {
-            partition: b.join("partition"),
-            backups_db: db_near(&b),
+            base,
+            partition: "backup/partition".into(),
+            backups_db,
         });
     }
     // The backup directory, holding config/ and partition/.
-    if root.join("partition").is_dir() {
+    if base.is_dir("partition") {
+        let backups_db = db_in(&base, Path::new(""));
         return Some(Layout {
-            partition: root.join("partition"),
-            backups_db: db_near(root),
+            base,
+            partition: "partition".into(),
+            backups_db,
         });
     }
     // The config directory itself.
-    if root.join("backups.db").is_file() {
-        let part = root.parent().map(|p| p.join("partition"));
+    if base.stat("backups.db").is_ok() {
+        if let Some((up, name)) = parent().filter(|(up, _)| up.is_dir("partition")) {
+            return Some(Layout {
+                base: up,
+                partition: "partition".into(),
+                backups_db: Some(name.join("backups.db")),
+            });
+        }
         return Some(Layout {
-            partition: part
-                .filter(|p| p.is_dir())
-                .unwrap_or_else(|| root.to_path_buf()),
-            backups_db: Some(root.join("backups.db")),
+            base,
+            partition: PathBuf::new(),
+            backups_db: Some("backups.db".into()),
         });
     }
     // The partition: <h>/<user>_XXXXXX + .index.
-    if !scan_partition(root).is_empty() {
-        let db = root.parent().and_then(db_near);
+    if !scan_partition(&base).0.is_empty() {
+        if let Some((up, name)) = parent() {
+            if let Some(db) = db_in(&up, Path::new("")) {
+                return Some(Layout {
+                    base: up,
+                    partition: name,
+                    backups_db: Some(db),
+                });
+            }
+        }
         return Some(Layout {
-            partition: root.to_path_buf(),
-            backups_db: db,
+            base,
+            partition: PathBuf::new(),
+            backups_db: None,
         });
     }
     None
@@ -93,89 +120,172 @@ fn layout(root: &Path) -> Option<Layout> {
 /// Whether `root` has the layout of this format.
 pub fn looks_like(root: &Path) -> bool {
     match layout(root) {
-        Some(l) => l.backups_db.is_some() || !scan_partition(&l.partition).is_empty(),
+        Some(l) => {
+            l.backups_db.is_some()
+                || l.base
+                    .open_dir(&l.partition)
+                    .is_ok_and(|p| !scan_partition(&p).0.is_empty())
+        }
         None => false,
     }
 }
 
-/// `<h>/<userid>_XXXXXX` data files that have their `.index`.
-fn scan_partition(partition: &Path) -> Vec<(String, PathBuf)> {
+/// The user of a data file name `<userid>_XXXXXX`.
+fn data_file_user(name: &str) -> Option<&str> {
+    let cut = name.len().checked_sub(7)?;
+    if !name.is_char_boundary(cut) || cut == 0 {
+        return None;
+    }
+    let (user, suffix) = name.split_at(cut);
+    (suffix.starts_with('_') && suffix[1..].bytes().all(|c| c.is_ascii_alphanumeric()))
+        .then_some(user)
+}
+
+/// A problem of the backup, and the user it concerns when there is one.
+type Problem = (Option<String>, String);
+
+/// `<h>/<userid>_XXXXXX` data files (relative to the partition) that have
+/// their `.index`, and the problems met: a link where a directory or data
+/// file should be is not followed, and said.
+fn scan_partition(partition: &BackupRoot) -> (Vec<(String, PathBuf)>, Vec<Problem>) {
     let mut out = Vec::new();
-    let Ok(dirs) = std::fs::read_dir(partition) else {
-        return out;
+    let mut problems = Vec::new();
+    let Ok(dirs) = partition.read_dir("") else {
+        return (out, problems);
     };
-    for d in dirs.flatten() {
-        if !d.path().is_dir() {
+    for d in dirs {
+        if d.kind == EntryKind::Symlink {
+            problems.push((
+                None,
+                format!(
+                    "partition entry {} is a symbolic link, not followed",
+                    partition.display_path(Path::new(&d.name)).display()
+                ),
+            ));
+        }
+        if d.kind != EntryKind::Dir {
             continue;
         }
-        let Ok(files) = std::fs::read_dir(d.path()) else {
+        let Ok(files) = partition.read_dir(&d.name) else {
             continue;
         };
-        for f in files.flatten() {
-            let name = f.file_name().to_string_lossy().into_owned();
-            let Some(cut) = name.len().checked_sub(7) else {
+        for f in files {
+            let name = f.name.to_string_lossy().into_owned();
+            let Some(user) = data_file_user(&name) else {
                 continue;
             };
-            if !name.is_char_boundary(cut) || cut == 0 {
+            let rel = Path::new(&d.name).join(&f.name);
+            if f.kind != EntryKind::File {
+                let why = match partition.open_file(&rel) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "changed while scanned".into(),
+                };
+                problems.push((
+                    Some(user.to_string()),
+                    format!("data file of {user}: {why}"),
+                ));
                 continue;
             }
-            let (user, suffix) = name.split_at(cut);
-            if !suffix.starts_with('_') || !suffix[1..].bytes().all(|c| c.is_ascii_alphanumeric()) {
-                continue;
-            }
-            let p = f.path();
-            let mut idx = p.clone().into_os_string();
-            idx.push(".index");
-            if p.is_file() && Path::new(&idx).is_file() {
-                out.push((user.to_string(), p));
+            if partition.stat(index_path(&rel)).is_ok() {
+                out.push((user.to_string(), rel));
             }
         }
     }
     out.sort();
-    out
+    (out, problems)
 }
 
-/// userid -> data file, from backups.db re-anchored to the partition, and
-/// from a partition scan for users it does not know (or when it is absent).
-fn find_backups(l: &Layout) -> (BTreeMap<String, PathBuf>, Vec<String>) {
+/// The part of a path recorded in `backups.db` that is used: its last two
+/// components, when they are `<h>/<userid>_XXXXXX`.
+fn recorded_rel(recorded: &str) -> Option<PathBuf> {
+    let comps: Vec<_> = Path::new(recorded).components().rev().take(2).collect();
+    let [file, dir] = comps.as_slice() else {
+        return None;
+    };
+    let (Component::Normal(file), Component::Normal(dir)) = (file, dir) else {
+        return None;
+    };
+    data_file_user(file.to_str()?)?;
+    Some(Path::new(dir).join(file))
+}
+
+/// No real `backups.db` comes near this.
+const MAX_BACKUPS_DB: u64 = 256 * 1024 * 1024;
+
+/// userid -> data file (relative to the partition), from backups.db (its
+/// paths used only through `<h>/<userid>_XXXXXX`, beneath the partition),
+/// and from a partition scan for users it does not know (or when it is
+/// absent or unreadable).
+fn find_backups(l: &Layout, part: &BackupRoot) -> (BTreeMap<String, PathBuf>, Vec<Problem>) {
     let mut problems = Vec::new();
-    let mut out = BTreeMap::new();
+    let mut out: BTreeMap<String, PathBuf> = BTreeMap::new();
     if let Some(db) = &l.backups_db {
-        match std::fs::read(db)
+        let pairs = l
+            .base
+            .read_capped(db, MAX_BACKUPS_DB)
             .map_err(anyhow::Error::from)
-            .and_then(|b| twoskip::read_all(&b))
-        {
+            .and_then(|b| twoskip::read_all(&b));
+        match pairs {
             Ok(pairs) => {
+                let mut seen: HashMap<String, String> = HashMap::new();
                 for (k, v) in pairs {
                     let user = String::from_utf8_lossy(&k).into_owned();
-                    let orig = PathBuf::from(String::from_utf8_lossy(&v).into_owned());
-                    let comps: Vec<_> = orig.components().rev().take(2).collect();
-                    let anchored = if comps.len() == 2 {
-                        l.partition
-                            .join(comps[1].as_os_str())
-                            .join(comps[0].as_os_str())
-                    } else {
-                        orig.clone()
-                    };
-                    if anchored.is_file() {
-                        out.insert(user, anchored);
-                    } else if orig.is_file() {
-                        out.insert(user, orig);
-                    } else {
-                        problems.push(format!(
-                            "backups.db: data file of {user} not found ({})",
-                            anchored.display()
+                    let recorded = String::from_utf8_lossy(&v).into_owned();
+                    if let Some(first) = seen.get(&user) {
+                        problems.push((
+                            Some(user.clone()),
+                            format!(
+                                "backups.db: duplicate entry for {user}: {recorded} \
+                                 ignored, {first} kept"
+                            ),
                         ));
+                        continue;
+                    }
+                    seen.insert(user.clone(), recorded.clone());
+                    let Some(rel) = recorded_rel(&recorded) else {
+                        problems.push((
+                            Some(user.clone()),
+                            format!(
+                                "backups.db: the path of {user} ({recorded}) does not end in \
+                                 <h>/<userid>_XXXXXX; scanning the partition"
+                            ),
+                        ));
+                        continue;
+                    };
+                    if let Some((other, _)) = out.iter().find(|(_, p)| **p == rel) {
+                        problems.push((
+                            Some(user.clone()),
+                            format!(
+                                "backups.db: {user} and {other} name the same data file \
+                                 {recorded}; kept for {other}"
+                            ),
+                        ));
+                        continue;
+                    }
+                    match part.open_file(&rel) {
+                        Ok(_) => {
+                            out.insert(user, rel);
+                        }
+                        Err(e) => problems.push((
+                            Some(user.clone()),
+                            format!("backups.db: data file of {user} unusable: {e}"),
+                        )),
                     }
                 }
             }
-            Err(e) => problems.push(format!(
-                "backups.db unreadable ({e:#}); scanning the partition"
+            Err(e) => problems.push((
+                None,
+                format!("backups.db unreadable ({e:#}); scanning the partition"),
             )),
         }
     }
-    for (user, path) in scan_partition(&l.partition) {
-        out.entry(user).or_insert(path);
+    let (scanned, scan_problems) = scan_partition(part);
+    problems.extend(scan_problems);
+    for (user, rel) in scanned {
+        if out.values().any(|p| *p == rel) {
+            continue;
+        }
+        out.entry(user).or_insert(rel);
     }
     (out, problems)
 }
@@ -186,28 +296,68 @@ fn index_path(data: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Open a backup index read-only and immutable: no journal, no WAL, no lock
-/// files appear next to it.
-fn open_index(data: &Path) -> Result<rusqlite::Connection> {
-    use rusqlite::OpenFlags;
-    let p = index_path(data);
-    let abs = std::fs::canonicalize(&p).with_context(|| format!("index {}", p.display()))?;
-    let mut uri = String::from("file:");
-    for b in abs.to_string_lossy().bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
-                uri.push(b as char)
-            }
-            _ => uri.push_str(&format!("%{b:02X}")),
+/// No real index comes near this: a bigger one is not read (the data file
+/// is scanned instead).
+const MAX_INDEX: u64 = 256 * 1024 * 1024;
+
+/// Open the index of the data file `data` (relative to `part`) like any
+/// backup file (a regular file, beneath the partition), and hand it to
+/// SQLite as a read-only in-memory image: SQLite never opens a path, so no
+/// journal, lock or temporary file appears anywhere, and nothing it reads
+/// can be a link or a FIFO. Only plain tables are accepted (a view or a
+/// trigger is refused), and every statement runs under a step budget.
+fn open_index(part: &BackupRoot, data: &Path) -> Result<rusqlite::Connection> {
+    let rel = index_path(data);
+    let bytes = part.read_capped(&rel, MAX_INDEX)?;
+    let what = part.display_path(&rel);
+    let what = what.display();
+    let mut conn = rusqlite::Connection::open_in_memory()?;
+    let len = bytes.len();
+    // SAFETY: SQLite takes ownership of memory it allocated itself; the
+    // image is copied into exactly `len` bytes of it.
+    let image = unsafe {
+        let p = rusqlite::ffi::sqlite3_malloc64(len.max(1) as u64) as *mut u8;
+        let p = std::ptr::NonNull::new(p).context("out of memory for the index image")?;
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.as_ptr(), len);
+        rusqlite::serialize::OwnedData::from_raw_nonnull(p, len)
+    };
+    drop(bytes);
+    conn.deserialize(rusqlite::DatabaseName::Main, image, true)
+        .with_context(|| format!("index {what}"))?;
+    conn.execute_batch("PRAGMA temp_store = MEMORY; PRAGMA trusted_schema = OFF;")?;
+    // No value of a real index comes near 16 MiB: a schema expression
+    // building huge strings (a generated column) fails instead.
+    conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, 16 << 20);
+    // A budget of VM steps, far above what the expected queries need over
+    // an index this size: a hostile one cannot spin.
+    let budget = 10_000_000u64 + 20 * len as u64;
+    let steps = std::sync::atomic::AtomicU64::new(0);
+    conn.progress_handler(
+        1000,
+        Some(move || steps.fetch_add(1000, std::sync::atomic::Ordering::Relaxed) > budget),
+    );
+    let mut st = conn.prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_master")?;
+    let objects: Vec<(String, String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    drop(st);
+    for (kind, name, _) in &objects {
+        if kind == "view" || kind == "trigger" {
+            bail!("index {what} has a {kind} ({name}): refused");
         }
     }
-    uri.push_str("?mode=ro&immutable=1");
-    let conn = rusqlite::Connection::open_with_flags(
-        &uri,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    for table in ["chunk", "message"] {
+        let Some((_, _, sql)) = objects.iter().find(|(k, n, _)| k == "table" && n == table) else {
+            bail!("index {what} has no table {table}");
+        };
+        if !sql
+            .trim_start()
+            .to_ascii_uppercase()
+            .starts_with("CREATE TABLE")
+        {
+            bail!("index {what}: {table} is not a plain table: refused");
+        }
+    }
     Ok(conn)
 }
 
@@ -259,8 +409,11 @@ fn index_messages(conn: &rusqlite::Connection) -> Result<IndexMessages> {
 
 pub struct CyrusReader {
     root: PathBuf,
+    /// The partition: every data file and index is opened beneath it.
+    part: BackupRoot,
+    /// userid -> data file, relative to the partition.
     backups: BTreeMap<String, PathBuf>,
-    problems: Vec<String>,
+    problems: Vec<Problem>,
     cache: ChunkCache,
     /// userid -> (member offset -> uncompressed chunk length), from the index.
     chunk_lengths: Mutex<HashMap<String, Arc<HashMap<u64, u64>>>>,
@@ -277,12 +430,17 @@ impl CyrusReader {
                 root.display()
             );
         };
-        let (backups, problems) = find_backups(&l);
-        for p in &problems {
+        let part = l
+            .base
+            .open_dir(&l.partition)
+            .with_context(|| format!("partition of {}", root.display()))?;
+        let (backups, problems) = find_backups(&l, &part);
+        for (_, p) in &problems {
             log::warn!("{p}");
         }
         Ok(Self {
             root: root.to_path_buf(),
+            part,
             backups,
             problems,
             cache: ChunkCache::new(CACHE_BYTES),
@@ -321,7 +479,7 @@ impl CyrusReader {
         let lengths = self
             .data_file(userid)
             .ok()
-            .and_then(|d| open_index(d).ok())
+            .and_then(|d| open_index(&self.part, d).ok())
             .and_then(|conn| index_chunk_lengths(&conn).ok())
             .unwrap_or_default();
         let m = Arc::new(lengths);
@@ -329,36 +487,36 @@ impl CyrusReader {
         m.get(&file_offset).copied()
     }
 
-    /// The decompressed chunk at `file_offset` of `userid`'s data file.
-    fn chunk(&self, userid: &str, file_offset: u64) -> io::Result<Arc<Chunk>> {
+    /// The decompressed chunk at `file_offset` of `userid`'s data file;
+    /// `None` when it is longer than the cache keeps (whatever the index
+    /// said): its messages are then streamed.
+    fn chunk(&self, userid: &str, file_offset: u64) -> io::Result<Option<Arc<Chunk>>> {
         let data = self.data_file(userid)?;
         let key = (userid.to_string(), file_offset);
         if let Some(c) = self.cache.get(&key) {
-            return Ok(c);
+            return Ok(Some(c));
         }
-        let mut f = File::open(data)?;
-        let c = Arc::new(chunks::inflate_member(&mut f, file_offset)?);
+        let mut f = self.part.open_file(data)?;
+        let Some(c) = chunks::inflate_member(&mut f, file_offset, CACHE_BYTES / 4)? else {
+            return Ok(None);
+        };
+        let c = Arc::new(c);
         self.cache.put(key, c.clone());
-        Ok(c)
+        Ok(Some(c))
     }
 }
 
-fn signature(data: &Path) -> String {
-    let part = |p: &Path| -> String {
-        match std::fs::metadata(p) {
+fn signature(part: &BackupRoot, data: &Path) -> String {
+    let stamp = |p: &Path| -> String {
+        match part.stat(p) {
             Ok(m) => {
-                let mt = m
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0);
-                format!("{}:{}", m.len(), mt)
+                let mt = m.st_mtime as i128 * 1_000_000_000 + m.st_mtime_nsec as i128;
+                format!("{}:{}", m.st_size, mt.max(0))
             }
             Err(_) => "-".into(),
         }
     };
-    format!("{}/{}", part(data), part(&index_path(data)))
+    format!("{}/{}", stamp(data), stamp(&index_path(data)))
 }
 
 /// A parsed blob locator.
@@ -366,7 +524,7 @@ struct Locator<'a> {
     file_offset: Option<u64>,
     offset: LitOffset,
     size: u64,
-    guid: &'a str,
+    guid: std::borrow::Cow<'a, str>,
     userid: &'a str,
 }
 
@@ -387,9 +545,29 @@ fn make_locator(
     let off = match offset {
         LitOffset::Literal(o) => o.to_string(),
         LitOffset::Line(o) => format!("L{o}"),
-        LitOffset::Unknown => return format!("-@-:-:{size}:{guid}:{userid}"),
+        LitOffset::Unknown => return format!("-@-:-:{size}:{}:{userid}", escape_guid(guid)),
     };
+    let guid = escape_guid(guid);
     format!("{chunk_id}@{file_offset}:{off}:{size}:{guid}:{userid}")
+}
+
+/// A GUID as a locator field: `%` and `:` (the field separator) escaped as
+/// `%25` and `%3A`. A real GUID is hex; a hostile one must not move the
+/// fields after it.
+fn escape_guid(guid: &str) -> std::borrow::Cow<'_, str> {
+    if guid.contains([':', '%']) {
+        guid.replace('%', "%25").replace(':', "%3A").into()
+    } else {
+        guid.into()
+    }
+}
+
+fn unescape_guid(field: &str) -> std::borrow::Cow<'_, str> {
+    if field.contains('%') {
+        field.replace("%3A", ":").replace("%25", "%").into()
+    } else {
+        field.into()
+    }
 }
 
 fn parse_locator(s: &str) -> Option<Locator<'_>> {
@@ -397,7 +575,7 @@ fn parse_locator(s: &str) -> Option<Locator<'_>> {
     let chunk = it.next()?;
     let off = it.next()?;
     let size = it.next()?.parse().ok()?;
-    let guid = it.next()?;
+    let guid = unescape_guid(it.next()?);
     let userid = it.next()?;
     let file_offset = chunk.split_once('@').and_then(|(_, o)| o.parse().ok());
     let offset = if let Some(l) = off.strip_prefix('L') {
@@ -460,7 +638,7 @@ impl CyrusReader {
     fn replay(&self, userid: &str) -> Result<ReplayOutcome> {
         let data = self.data_file(userid)?.clone();
         let mut problems = Vec::new();
-        let (known, index_msgs) = match open_index(&data) {
+        let (known, index_msgs) = match open_index(&self.part, &data) {
             Ok(conn) => {
                 let k = index_chunks(&conn).unwrap_or_else(|e| {
                     problems.push(format!("index chunk table unreadable: {e:#}"));
@@ -476,9 +654,12 @@ impl CyrusReader {
                 (BTreeMap::new(), None)
             }
         };
-        let len = std::fs::metadata(&data)?.len();
-        let mut f = File::open(&data).with_context(|| format!("data file {}", data.display()))?;
-        let mut rp = replay::Replay::new(userid);
+        let mut f = self
+            .part
+            .open_file(&data)
+            .with_context(|| format!("data file of {userid}"))?;
+        let len = f.metadata()?.len();
+        let mut rp = replay::Replay::new();
         let mut chunk_offsets: BTreeMap<i64, u64> = BTreeMap::new();
         let mut pos = 0u64;
         let mut ordinal = 0i64;
@@ -489,14 +670,14 @@ impl CyrusReader {
             };
             ordinal = id;
             chunk_offsets.insert(id, pos);
-            let c = chunks::inflate_member(&mut f, pos)?;
-            if let Some(d) = &c.damage {
+            let (compressed_len, damage) =
+                self.replay_member(&mut rp, &f, pos, id, &mut problems)?;
+            if let Some(d) = &damage {
                 problems.push(format!("chunk {id} at offset {pos}: {d}"));
             }
-            self.replay_chunk(&mut rp, &c, id, &mut problems);
-            let next = match (c.compressed_len, &c.damage) {
-                (Some(l), _) => Some(pos + l),
-                (None, _) => match known.range(pos + 1..).next() {
+            let next = match compressed_len {
+                Some(l) => Some(pos + l),
+                None => match known.range(pos + 1..).next() {
                     Some((o, _)) => Some(*o),
                     None => chunks::find_next_member(&mut f, pos + 1)?,
                 },
@@ -518,41 +699,70 @@ impl CyrusReader {
         })
     }
 
-    fn replay_chunk(
+    /// Replay the chunk whose member starts at `pos`, streamed line by line
+    /// (memory is one line, message literals cut to their first bytes);
+    /// returns its compressed length when it ended cleanly, and its damage.
+    fn replay_member(
         &self,
         rp: &mut replay::Replay,
-        c: &Chunk,
+        f: &std::fs::File,
+        pos: u64,
         id: i64,
         problems: &mut Vec<String>,
-    ) {
-        let data = &c.data;
-        let mut p = 0usize;
-        while p < data.len() {
-            match dlist::parse_line(data, p) {
-                Ok((Some(line), next)) => {
-                    if line.verb != "APPLY" {
-                        p = next;
-                        continue;
+    ) -> io::Result<(Option<u64>, Option<String>)> {
+        let s = match MemberStream::open(f.try_clone()?, pos) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Ok((None, Some(e.to_string())))
+            }
+            Err(e) => return Err(e),
+        };
+        let mut lines = ChunkLines::new(s);
+        while let Some(l) = lines.next_line() {
+            if l.too_long {
+                problems.push(format!(
+                    "chunk {id}: line at {} longer than {} bytes, skipped",
+                    l.start,
+                    chunks::LINE_MAX
+                ));
+                continue;
+            }
+            match dlist::parse_line(&l.bytes, 0) {
+                Ok((Some(line), _)) if line.verb == "APPLY" => {
+                    rp.apply(&line, id, pos, &l.bytes);
+                    // The line holds the first bytes of each message: say
+                    // where the message really is.
+                    for lit in &l.literals {
+                        if let Some(m) = rp.messages.get_mut(&lit.guid) {
+                            if m.chunk_id == id && m.file_offset == pos {
+                                m.literal_offset = lit.offset;
+                                m.size = lit.size;
+                            }
+                        }
                     }
-                    rp.apply(&line, id, c.file_offset, data);
-                    p = next;
                 }
-                Ok((None, next)) => p = next,
+                Ok(_) => {}
                 Err(dlist::ParseError::Truncated) => {
-                    if c.damage.is_none() {
-                        problems.push(format!("chunk {id}: ends inside a line at {p}"));
-                    }
+                    problems.push(format!("chunk {id}: ends inside a line at {}", l.start));
                     break;
                 }
-                Err(dlist::ParseError::Syntax(at)) => {
-                    problems.push(format!("chunk {id}: unparsable line at {p} (byte {at})"));
-                    match dlist::resync(data, p + 1) {
-                        Some(n) => p = n,
-                        None => break,
-                    }
+                Err(dlist::ParseError::Syntax(at)) => problems.push(format!(
+                    "chunk {id}: unparsable line at {} (byte {})",
+                    l.start,
+                    l.start + at as u64
+                )),
+            }
+        }
+        let (len, damage) = lines.finish()?;
+        if damage.is_some() {
+            // "ends inside a line" said twice otherwise.
+            if let Some(last) = problems.last() {
+                if last.starts_with(&format!("chunk {id}: ends inside a line")) {
+                    problems.pop();
                 }
             }
         }
+        Ok((len, damage))
     }
 }
 
@@ -567,9 +777,17 @@ impl BackupReader for CyrusReader {
             .iter()
             .map(|(user, data)| AccountEntry {
                 key: user.clone(),
-                signature: signature(data),
+                signature: signature(&self.part, data),
             })
             .collect())
+    }
+
+    fn problems(&self) -> Vec<String> {
+        self.problems
+            .iter()
+            .filter(|(u, _)| u.as_ref().is_none_or(|u| !self.backups.contains_key(u)))
+            .map(|(_, p)| p.clone())
+            .collect()
     }
 
     fn read_account(&self, key: &str, sink: &mut dyn FnMut(Item)) -> Result<Account> {
@@ -631,7 +849,19 @@ impl BackupReader for CyrusReader {
         for it in items {
             sink(it);
         }
-        problems.extend(self.problems.iter().filter(|p| p.contains(key)).cloned());
+        problems.extend(
+            self.problems
+                .iter()
+                .filter(|(u, _)| u.as_deref() == Some(key))
+                .map(|(_, p)| p.clone()),
+        );
+        if let Ok(data) = self.data_file(key) {
+            problems.extend(compaction_problems(&self.part, data, rp.notes.history_gaps));
+        }
+        if let Some(p) = crc_problem(&rp.notes.crc_mismatches) {
+            problems.push(p);
+        }
+        log_unshown(key, &rp.notes);
         Ok(Account {
             key: key.to_string(),
             name: key.to_string(),
@@ -669,18 +899,120 @@ impl BackupReader for CyrusReader {
     }
 }
 
+/// What `ctl_backups compact` left: the copies of the data file it kept
+/// (`<file>.<unix time>`, `backup_keep_previous`), and records whose
+/// earlier states the rewritten chunks no longer hold.
+fn compaction_problems(part: &BackupRoot, data: &Path, history_gaps: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let (Some(dir), Some(name)) = (data.parent(), data.file_name()) else {
+        return out;
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    // Listed beneath the partition, like every other file of the backup.
+    let mut times: Vec<i64> = part
+        .read_dir(dir)
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|e| {
+                    let n = e.name.to_string_lossy().into_owned();
+                    let ts = n.strip_prefix(&prefix)?;
+                    ts.bytes()
+                        .all(|b| b.is_ascii_digit())
+                        .then(|| ts.parse().ok())?
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    times.sort_unstable();
+    for t in times {
+        let when = chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| t.to_string());
+        out.push(format!(
+            "compacted at {when} (ctl_backups compact): history before it may be incomplete; \
+             the previous data file {prefix}{t} is kept beside it and not read"
+        ));
+    }
+    if history_gaps > 0 {
+        out.push(format!(
+            "{history_gaps} message record(s) lost their earlier states: older chunks were \
+             rewritten (ctl_backups compact), so views before that show less than the server had"
+        ));
+    }
+    out
+}
+
+/// The replayed state differed from the server's (`SYNC_CRC`) after some
+/// lines: views around them may show records the server no longer had, or
+/// miss some it had.
+fn crc_problem(mismatches: &[(i64, String)]) -> Option<String> {
+    let (ts, name) = mismatches.first()?;
+    let when = chrono::DateTime::from_timestamp(*ts, 0)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| ts.to_string());
+    Some(format!(
+        "{} mailbox state(s) differ from the server's (SYNC_CRC), the first {} at {when}: \
+         records are missing (ctl_backups compact) or were expunged unseen",
+        mismatches.len(),
+        names::display(name)
+    ))
+}
+
+/// Tolerated backup content the model does not show: sieve scripts and
+/// other users' seen state are user data, so they are a warning; mailbox
+/// annotations (special-use, comments) and replaced mailboxes only a note.
+fn log_unshown(userid: &str, n: &replay::Notes) {
+    let annotated = n.annotated_mailboxes.len();
+    let mut parts = Vec::new();
+    if n.sieve_lines > 0 {
+        parts.push(format!(
+            "{} sieve script line(s) (APPLY SIEVE/UNSIEVE)",
+            n.sieve_lines
+        ));
+    }
+    if n.seen_states > 0 {
+        parts.push(format!(
+            "{} seen state(s) of other users' mailboxes (APPLY SEEN)",
+            n.seen_states
+        ));
+    }
+    if !parts.is_empty() {
+        if annotated > 0 {
+            parts.push(format!("annotations of {annotated} mailbox(es)"));
+        }
+        log::warn!("{userid}: the mount does not show {}", parts.join(", "));
+    } else if annotated > 0 {
+        log::info!("{userid}: the mount does not show annotations of {annotated} mailbox(es)");
+    }
+    if n.inferred_expunges > 0 {
+        log::info!(
+            "{userid}: {} record(s) found expunged by the SYNC_CRC of a line that left them out",
+            n.inferred_expunges
+        );
+    }
+    if n.replaced_mailboxes > 0 {
+        log::info!(
+            "{userid}: {} mailbox(es) replaced by a re-created one of the same name",
+            n.replaced_mailboxes
+        );
+    }
+}
+
 impl CyrusReader {
     /// A message of a small chunk: the chunk is decompressed whole, once,
     /// and kept in the byte-bounded cache.
     fn open_cached(&self, loc: &Locator<'_>, fo: u64) -> io::Result<Box<dyn Read + Send>> {
-        let chunk = self.chunk(loc.userid, fo)?;
+        let Some(chunk) = self.chunk(loc.userid, fo)? else {
+            return self.open_streamed(loc, fo);
+        };
         let start = match loc.offset {
             LitOffset::Literal(o) => o as usize,
             LitOffset::Line(line) => {
                 // Literal by literal, as the streamed path does: a damaged
                 // later literal does not hide the earlier ones.
                 let mut cur = io::Cursor::new(chunk.data.get(line as usize..).unwrap_or(&[]));
-                seek_literal(&mut cur, loc.guid).map_err(|e| {
+                seek_literal(&mut cur, &loc.guid).map_err(|e| {
                     bad(match &chunk.damage {
                         Some(d) => format!("message {}: its chunk is damaged ({d}; {e})", loc.guid),
                         None => e.to_string(),
@@ -711,7 +1043,7 @@ impl CyrusReader {
             }))
         } else {
             let digest = hex(&Sha1::digest(&chunk.data[start..want_end]));
-            (!digest.eq_ignore_ascii_case(loc.guid)).then(|| {
+            (!digest.eq_ignore_ascii_case(&loc.guid)).then(|| {
                 bad(format!(
                     "message {}: SHA-1 of the stored bytes is {digest} (digest mismatch)",
                     loc.guid
@@ -731,7 +1063,7 @@ impl CyrusReader {
     /// bytes are handed out; memory does not grow with the chunk or the
     /// message.
     fn open_streamed(&self, loc: &Locator<'_>, fo: u64) -> io::Result<Box<dyn Read + Send>> {
-        let file = File::open(self.data_file(loc.userid)?)?;
+        let file = self.part.open_file(self.data_file(loc.userid)?)?;
         let damaged = |e: io::Error| {
             if e.kind() == io::ErrorKind::InvalidData {
                 bad(format!("message {}: its chunk is damaged ({e})", loc.guid))
@@ -744,7 +1076,7 @@ impl CyrusReader {
             LitOffset::Literal(o) => s.skip(o).map_err(damaged)?,
             LitOffset::Line(line) => {
                 s.skip(line).map_err(damaged)?;
-                seek_literal(&mut s, loc.guid).map_err(damaged)?;
+                seek_literal(&mut s, &loc.guid).map_err(damaged)?;
             }
             LitOffset::Unknown => {
                 return Err(bad(format!(
@@ -890,4 +1222,22 @@ fn seek_literal<S: Skip>(s: &mut S, guid: &str) -> io::Result<()> {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guid_with_colons_keeps_the_locator_fields() {
+        for guid in ["ab:cd", "%3A:%", "0123abcd"] {
+            let l = make_locator(7, 99, LitOffset::Literal(5), 42, guid, "user:x");
+            let p = parse_locator(&l).unwrap_or_else(|| panic!("{l}"));
+            assert_eq!(p.guid, guid, "{l}");
+            assert_eq!(p.userid, "user:x", "{l}");
+            assert_eq!((p.file_offset, p.size), (Some(99), 42));
+            let l = make_locator(0, 0, LitOffset::Unknown, 3, guid, "u");
+            assert_eq!(parse_locator(&l).unwrap().guid, guid);
+        }
+    }
 }

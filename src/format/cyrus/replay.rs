@@ -6,17 +6,20 @@
 //! Changes are collected per timestamp and turned into states when the
 //! timestamp moves on, so the transient tree in the middle of a subtree
 //! rename (one `RENAME` per mailbox) never shows up as a state.
+//!
+//! Every map that is iterated is ordered (`BTreeMap`), so the states, and
+//! the ids handed out, are a pure function of the data file.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::dlist::{Line, Value};
-use super::text::{decode_mutf7, subject_of};
+use super::names;
+use super::synccrc;
+use super::text::subject_of;
 use crate::model::{ItemId, ItemKind, ItemState, VIEW_ROOT};
 
 /// First id handed out to folders and messages.
 pub const FIRST_ID: ItemId = 1000;
-/// Prefix of delayed-deleted mailboxes (`deletedprefix`).
-const DELETED_PREFIX: &str = "DELETED.";
 
 /// Where a message's bytes were seen.
 #[derive(Clone, Debug)]
@@ -34,13 +37,43 @@ struct Record {
     internaldate: i64,
     size: Option<u64>,
     expunged: bool,
+    /// Its term in the mailbox's `SYNC_CRC` (see `synccrc`).
+    crc: u32,
 }
 
 struct Mailbox {
     name: String,
+    /// Removed by `UNMAILBOX`, or replaced by a newer mailbox of its name.
     unmailboxed: bool,
     records: BTreeMap<u32, Record>,
     folder_id: ItemId,
+    /// `LAST_UID` of the mailbox's first line, when it was complete (no
+    /// `SINCE_MODSEQ`): every record up to it was listed there.
+    full_last_uid: Option<u32>,
+}
+
+/// What the replay saw that the model does not show, and gaps in history.
+#[derive(Default, Debug)]
+pub struct Notes {
+    /// Live records first seen in a partial update although an earlier
+    /// complete line of their mailbox should have listed them: their
+    /// earlier states are gone (`ctl_backups compact` rewrites old chunks).
+    pub history_gaps: usize,
+    /// Mailboxes replaced by a newer mailbox of the same name (deleted and
+    /// re-created between two syncs).
+    pub replaced_mailboxes: usize,
+    /// `APPLY SEEN`: another user's seen state of a shared mailbox.
+    pub seen_states: usize,
+    /// `APPLY SIEVE` / `UNSIEVE` lines (sieve scripts).
+    pub sieve_lines: usize,
+    /// Mailbox lines carrying mailbox `ANNOTATIONS` (special-use, comments).
+    pub annotated_mailboxes: BTreeSet<String>,
+    /// Records found expunged by the `SYNC_CRC` difference of a line that
+    /// did not list them (`expunge_mode: immediate`).
+    pub inferred_expunges: usize,
+    /// Lines after which the replayed mailbox does not have the server's
+    /// `SYNC_CRC`: (line time, internal mailbox name).
+    pub crc_mismatches: Vec<(i64, String)>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -85,9 +118,8 @@ pub struct MessageTrack {
 
 /// The replay state of one account.
 pub struct Replay {
-    userid: String,
-    mailboxes: HashMap<String, Mailbox>,
-    byname: HashMap<String, String>,
+    mailboxes: BTreeMap<String, Mailbox>,
+    byname: BTreeMap<String, String>,
     pub messages: HashMap<String, MessageLoc>,
     pub subjects: HashMap<String, String>,
     next_id: ItemId,
@@ -99,15 +131,21 @@ pub struct Replay {
     dirty_tree: bool,
     pending_ts: Option<i64>,
     /// Mailbox liveness as of the last flush.
-    mailbox_live: HashMap<String, bool>,
+    mailbox_live: BTreeMap<String, bool>,
+    pub notes: Notes,
+}
+
+impl Default for Replay {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Replay {
-    pub fn new(userid: &str) -> Self {
+    pub fn new() -> Self {
         Self {
-            userid: userid.to_string(),
-            mailboxes: HashMap::new(),
-            byname: HashMap::new(),
+            mailboxes: BTreeMap::new(),
+            byname: BTreeMap::new(),
             messages: HashMap::new(),
             subjects: HashMap::new(),
             next_id: FIRST_ID,
@@ -118,7 +156,8 @@ impl Replay {
             dirty_records: BTreeSet::new(),
             dirty_tree: false,
             pending_ts: None,
-            mailbox_live: HashMap::new(),
+            mailbox_live: BTreeMap::new(),
+            notes: Notes::default(),
         }
     }
 
@@ -155,7 +194,7 @@ impl Replay {
         self.pending_ts = Some(line.ts);
         let v = &line.value;
         match line.name.as_str() {
-            "MAILBOX" => self.apply_mailbox(v),
+            "MAILBOX" => self.apply_mailbox(v, line.ts),
             "RENAME" => {
                 let (Some(old), Some(new)) = (
                     v.get("OLDMBOXNAME").and_then(Value::as_str),
@@ -164,6 +203,7 @@ impl Replay {
                     return;
                 };
                 if let Some(u) = self.byname.remove(&old) {
+                    self.claim_name(&new, &u);
                     if let Some(mb) = self.mailboxes.get_mut(&u) {
                         mb.name = new.clone();
                     }
@@ -220,18 +260,37 @@ impl Replay {
                     }
                 }
             }
-            _ => {} // RESERVE, SUB, UNSUB, SEEN, SIEVE...: not part of the model
+            "SEEN" => self.notes.seen_states += 1,
+            "SIEVE" | "UNSIEVE" => self.notes.sieve_lines += 1,
+            _ => {} // RESERVE, SUB, UNSUB: not part of the model
         }
     }
 
-    fn apply_mailbox(&mut self, v: &Value) {
+    /// Mailbox `u` takes `name`: a different live mailbox holding it was
+    /// deleted and re-created between two syncs (no `UNMAILBOX` is sent),
+    /// so it counts as deleted from this line on.
+    fn claim_name(&mut self, name: &str, u: &str) {
+        let Some(holder) = self.byname.get(name).filter(|h| *h != u).cloned() else {
+            return;
+        };
+        if let Some(old) = self.mailboxes.get_mut(&holder) {
+            if old.name == name && !old.unmailboxed {
+                old.unmailboxed = true;
+                self.notes.replaced_mailboxes += 1;
+                self.dirty_tree = true;
+            }
+        }
+    }
+
+    fn apply_mailbox(&mut self, v: &Value, ts: i64) {
         let (Some(u), Some(name)) = (
             v.get("UNIQUEID").and_then(Value::as_str),
             v.get("MBOXNAME").and_then(Value::as_str),
         ) else {
             return;
         };
-        if !self.mailboxes.contains_key(&u) {
+        let is_new = !self.mailboxes.contains_key(&u);
+        if is_new {
             let fid = self.folder_id(FolderKey::Mailbox(u.clone()));
             self.mailboxes.insert(
                 u.clone(),
@@ -240,9 +299,19 @@ impl Replay {
                     unmailboxed: false,
                     records: BTreeMap::new(),
                     folder_id: fid,
+                    full_last_uid: None,
                 },
             );
         }
+        self.claim_name(&name, &u);
+        if v.get("ANNOTATIONS").is_some_and(|a| !a.items().is_empty()) {
+            self.notes.annotated_mailboxes.insert(u.clone());
+        }
+        let partial = v.get("SINCE_MODSEQ").is_some();
+        let last_uid = v
+            .get("LAST_UID")
+            .and_then(Value::as_i64)
+            .and_then(|n| u32::try_from(n).ok());
         let mb = self.mailboxes.get_mut(&u).expect("just inserted");
         if mb.name != name || mb.unmailboxed {
             if self.byname.get(&mb.name) == Some(&u) {
@@ -252,8 +321,9 @@ impl Replay {
             mb.unmailboxed = false;
             self.dirty_tree = true;
         }
-        self.byname.insert(name, u.clone());
+        self.byname.insert(name.clone(), u.clone());
         let mut new_records = Vec::new();
+        let mut listed = BTreeSet::new();
         for r in v.get("RECORD").map(Value::items).unwrap_or(&[]) {
             let Some(uid) = r
                 .get("UID")
@@ -278,15 +348,31 @@ impl Replay {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_ascii_lowercase();
+            let internaldate = r.get("INTERNALDATE").and_then(Value::as_i64).unwrap_or(0);
+            let num = |k: &str| r.get(k).and_then(Value::as_i64).unwrap_or(0);
+            let crc = if expunged {
+                0
+            } else {
+                synccrc::record_crc(
+                    uid,
+                    u64::try_from(num("MODSEQ")).unwrap_or(0),
+                    num("LAST_UPDATED"),
+                    &flags,
+                    internaldate,
+                    &guid,
+                )
+            };
+            listed.insert(uid);
             let rec = Record {
                 guid,
                 flags,
-                internaldate: r.get("INTERNALDATE").and_then(Value::as_i64).unwrap_or(0),
+                internaldate,
                 size: r
                     .get("SIZE")
                     .and_then(Value::as_i64)
                     .and_then(|n| u64::try_from(n).ok()),
                 expunged,
+                crc,
             };
             match mb.records.get_mut(&uid) {
                 Some(old) => {
@@ -296,38 +382,89 @@ impl Replay {
                     old.expunged |= was;
                 }
                 None => {
+                    if partial && !rec.expunged && mb.full_last_uid.is_some_and(|l| uid <= l) {
+                        self.notes.history_gaps += 1;
+                    }
                     mb.records.insert(uid, rec);
                     new_records.push(uid);
                 }
             }
             self.dirty_records.insert((u.clone(), uid));
         }
+        // Only the first line of a mailbox lists all its records; later
+        // lines without SINCE_MODSEQ list only what changed, too.
+        if is_new && !partial {
+            mb.full_last_uid = last_uid;
+        }
         for uid in new_records {
             let id = self.alloc();
             self.record_ids.insert((u.clone(), uid), id);
         }
+        self.check_crc(&u, &name, v, ts, is_new && !partial, &listed);
     }
 
-    /// Whether a mailbox is live (not unmailboxed, not renamed to `DELETED.*`).
+    /// Compare the replayed mailbox with the line's `SYNC_CRC`. A later
+    /// line without `SINCE_MODSEQ` may leave out records the server
+    /// expunged at once (`expunge_mode: immediate`): when exactly one set
+    /// of unlisted records explains the difference, they are expunged at
+    /// this line. Any other difference is a mismatch, reported.
+    fn check_crc(
+        &mut self,
+        u: &str,
+        name: &str,
+        v: &Value,
+        ts: i64,
+        complete: bool,
+        listed: &BTreeSet<u32>,
+    ) {
+        // Batched partial lines send SYNC_CRC 0 and no SYNC_CRC_ANNOT.
+        if v.get("SYNC_CRC_ANNOT").is_none() {
+            return;
+        }
+        let Some(want) = v
+            .get("SYNC_CRC")
+            .and_then(Value::as_i64)
+            .and_then(|n| u32::try_from(n).ok())
+        else {
+            return;
+        };
+        let Some(mb) = self.mailboxes.get_mut(u) else {
+            return;
+        };
+        let have = mb
+            .records
+            .values()
+            .filter(|r| !r.expunged)
+            .fold(0, |acc, r| acc ^ r.crc);
+        if have == want {
+            return;
+        }
+        if !complete && v.get("SINCE_MODSEQ").is_none() {
+            let cands: Vec<u32> = mb
+                .records
+                .iter()
+                .filter(|(uid, r)| !r.expunged && !listed.contains(uid))
+                .map(|(uid, _)| *uid)
+                .collect();
+            let crcs: Vec<u32> = cands.iter().map(|uid| mb.records[uid].crc).collect();
+            if let Some(gone) = synccrc::solve(have ^ want, &crcs) {
+                for i in gone {
+                    if let Some(r) = mb.records.get_mut(&cands[i]) {
+                        r.expunged = true;
+                        self.dirty_records.insert((u.to_string(), cands[i]));
+                        self.notes.inferred_expunges += 1;
+                    }
+                }
+                return;
+            }
+        }
+        self.notes.crc_mismatches.push((ts, name.to_string()));
+    }
+
+    /// Whether a mailbox is live (not unmailboxed or replaced, not renamed
+    /// to `DELETED.*`).
     fn is_live(mb: &Mailbox) -> bool {
-        !mb.unmailboxed && !mb.name.starts_with(DELETED_PREFIX)
-    }
-
-    /// The folder name shown for an internal mailbox name.
-    fn display_name(&self, internal: &str) -> String {
-        if internal == format!("user.{}", self.userid) {
-            return "INBOX".to_string();
-        }
-        let last = internal.rsplit('.').next().unwrap_or(internal);
-        decode_mutf7(last)
-    }
-
-    /// The internal name of the parent folder, `None` under the view root.
-    fn parent_name<'a>(&self, internal: &'a str) -> Option<&'a str> {
-        if internal == format!("user.{}", self.userid) {
-            return None;
-        }
-        internal.rfind('.').map(|i| &internal[..i])
+        !mb.unmailboxed && !names::is_deleted(&mb.name)
     }
 
     fn flush(&mut self, ts: i64) {
@@ -348,7 +485,9 @@ impl Replay {
         let mut changed_liveness = Vec::new();
         for (u, mb) in &self.mailboxes {
             let l = Self::is_live(mb);
-            if l {
+            // One live mailbox per name (claim_name); should two remain,
+            // the one the name maps to wins.
+            if l && (self.byname.get(&mb.name) == Some(u) || !live.contains_key(&mb.name)) {
                 live.insert(mb.name.clone(), mb.folder_id);
             }
             if self.mailbox_live.get(u).copied().unwrap_or(false) != l {
@@ -365,24 +504,24 @@ impl Replay {
         }
         // Every folder node needed: live mailboxes and their ancestors.
         let mut nodes: BTreeMap<String, ItemId> = live.clone();
-        let names: Vec<String> = live.keys().cloned().collect();
-        for name in names {
-            let mut cur = self.parent_name(&name).map(str::to_string);
+        let live_names: Vec<String> = live.keys().cloned().collect();
+        for name in live_names {
+            let mut cur = names::parent(&name).map(str::to_string);
             while let Some(p) = cur {
                 if !nodes.contains_key(&p) {
                     let id = self.folder_id(FolderKey::Path(p.clone()));
                     nodes.insert(p.clone(), id);
                 }
-                cur = self.parent_name(&p).map(str::to_string);
+                cur = names::parent(&p).map(str::to_string);
             }
         }
         let mut desired: HashMap<ItemId, FolderShape> = HashMap::new();
         for (name, id) in &nodes {
-            let parent = match self.parent_name(name) {
+            let parent = match names::parent(name) {
                 Some(p) => nodes.get(p).copied().unwrap_or(VIEW_ROOT),
                 None => VIEW_ROOT,
             };
-            desired.insert(*id, (self.display_name(name), parent));
+            desired.insert(*id, (names::display(name), parent));
         }
         for (id, track) in self.folders.iter_mut() {
             let want = desired.remove(id);
@@ -521,7 +660,7 @@ mod tests {
 
     fn run(text: &str) -> Replay {
         let buf = text.replace('\n', "\r\n").into_bytes();
-        let mut rp = Replay::new("u");
+        let mut rp = Replay::new();
         let mut p = 0;
         while p < buf.len() {
             let (l, n) = parse_line(&buf, p).unwrap();
@@ -614,5 +753,47 @@ mod tests {
             two.states[1].shape.as_ref().unwrap().flags,
             vec!["\\Seen".to_string()]
         );
+    }
+
+    #[test]
+    fn a_recreated_mailbox_replaces_the_old_one_at_its_line() {
+        let text = "1 APPLY MAILBOX %(UNIQUEID a MBOXNAME user.u RECORD ())
+1 APPLY MAILBOX %(UNIQUEID old MBOXNAME user.u.R RECORD (%(UID 1 FLAGS () INTERNALDATE 5 SIZE 3 GUID ab)))
+2 APPLY MAILBOX %(UNIQUEID new MBOXNAME user.u.R RECORD (%(UID 1 FLAGS (\\Flagged) INTERNALDATE 6 SIZE 4 GUID cd)))
+3 APPLY MAILBOX %(UNIQUEID new MBOXNAME user.u.R SINCE_MODSEQ 3 RECORD (%(UID 1 FLAGS (\\Seen) INTERNALDATE 6 SIZE 4 GUID cd)))
+";
+        let rp = run(text);
+        assert_eq!(rp.notes.replaced_mailboxes, 1);
+        let f = shapes(&rp);
+        // ids: a=1000, old=1001, its record=1002, new=1003, its record=1004
+        assert_eq!(
+            f[&1001],
+            vec![(1, false, "R".into(), 1000), (2, true, "R".into(), 1000)]
+        );
+        assert_eq!(f[&1003], vec![(2, false, "R".into(), 1000)]);
+        let old = &rp.message_items[&1002];
+        assert_eq!(
+            old.states
+                .iter()
+                .map(|s| (s.start, s.folder_id, s.shape.is_some()))
+                .collect::<Vec<_>>(),
+            vec![(1000, 1001, true), (2000, 1001, false)]
+        );
+        let new = &rp.message_items[&1004];
+        assert_eq!(new.states.len(), 2);
+        assert!(new.states.iter().all(|s| s.folder_id == 1003));
+        // The same lines give the same ids and states every time.
+        for _ in 0..5 {
+            assert_eq!(shapes(&run(text)), f);
+        }
+    }
+
+    #[test]
+    fn records_missing_from_a_complete_line_are_history_gaps() {
+        let rp = run("1 APPLY MAILBOX %(UNIQUEID a MBOXNAME user.u LAST_UID 3 RECORD (%(UID 1 FLAGS () INTERNALDATE 5 SIZE 3 GUID ab)))
+2 APPLY MAILBOX %(UNIQUEID a MBOXNAME user.u LAST_UID 4 SINCE_MODSEQ 4 RECORD (%(UID 2 FLAGS (\\Deleted \\Expunged) INTERNALDATE 5 SIZE 3 GUID cd) %(UID 3 FLAGS () INTERNALDATE 5 SIZE 3 GUID ef) %(UID 4 FLAGS () INTERNALDATE 5 SIZE 3 GUID 01)))
+");
+        // uid 3 should have been in the complete line; uid 2 is expunged, uid 4 new.
+        assert_eq!(rp.notes.history_gaps, 1);
     }
 }
