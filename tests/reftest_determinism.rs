@@ -91,22 +91,28 @@ proptest! {
     }
 }
 
-/// The real Cyrus corpus of the shared corpora.
+/// The real Cyrus corpora: the shared one and each configuration made
+/// with the Cyrus tools under `tests/corpora/` (re-created folders, virtual
+/// domains, `unixhierarchysep`, compaction...).
 #[test]
 fn cyrus_corpus_builds_give_identical_trees() {
-    let backup = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora/cyrus/main/backup");
-    let backup = if backup.is_dir() {
-        backup
-    } else {
-        Path::new("/work/shared/corpora/cyrus/main/backup").to_path_buf()
-    };
-    assert!(
-        backup.is_dir(),
-        "Cyrus corpus missing at {}",
-        backup.display()
-    );
-    match two_builds_agree(&backup, FormatChoice::Cyrus) {
-        Ok(n) => assert!(n > 100, "only {n} entries dumped"),
-        Err(e) => panic!("{e}"),
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut backups = vec![Path::new("/work/shared/corpora/cyrus/main/backup").to_path_buf()];
+    let mut dirs: Vec<_> = std::fs::read_dir(manifest.join("tests/corpora"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("backup"))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    backups.extend(dirs);
+    let mut failures = Vec::new();
+    for backup in &backups {
+        assert!(backup.is_dir(), "Cyrus corpus missing at {}", backup.display());
+        match two_builds_agree(backup, FormatChoice::Cyrus) {
+            Ok(n) => assert!(n > 20, "only {n} entries dumped from {}", backup.display()),
+            Err(e) => failures.push(e),
+        }
     }
+    assert!(backups.len() > 5, "corpora missing: {backups:?}");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
