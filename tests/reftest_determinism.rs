@@ -107,7 +107,11 @@ fn cyrus_corpus_builds_give_identical_trees() {
     backups.extend(dirs);
     let mut failures = Vec::new();
     for backup in &backups {
-        assert!(backup.is_dir(), "Cyrus corpus missing at {}", backup.display());
+        assert!(
+            backup.is_dir(),
+            "Cyrus corpus missing at {}",
+            backup.display()
+        );
         match two_builds_agree(backup, FormatChoice::Cyrus) {
             Ok(n) => assert!(n > 20, "only {n} entries dumped from {}", backup.display()),
             Err(e) => failures.push(e),

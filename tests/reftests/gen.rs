@@ -589,20 +589,35 @@ fn item_id(n: usize, pick_id: u8) -> i64 {
     300 + n as i64 * 100 + (pick_id % 4) as i64 * 7
 }
 
+/// The status of an account without `account_info`: whatever the reader
+/// says (the doc does not say); the Zextras writer writes no
+/// `account_info` for such an account.
+pub const NO_INFO: &str = "(no account_info)";
+
 pub fn build(spec: &Spec) -> Backup {
     let pool = blob_pool(&spec.damage);
     let mut accounts = Vec::new();
     for (a, aspec) in spec.accounts.iter().enumerate() {
         let status = pick(&["active", "closed", "deleted", "locked"], aspec.status);
+        // Some accounts share an address with the first one, one is named
+        // like the control directory, one has no account_info (its id is
+        // its name; status left to the reader, see [`NO_INFO`]).
+        let name = match aspec.status {
+            192.. => "user0@example.com".to_string(),
+            176..=191 => ".control".to_string(),
+            _ => format!("user{a}@example.com"),
+        };
+        let key = format!("4a217bb3-6861-4c9f-80f8-f345ae2897b{a}");
+        let no_info = (160..176).contains(&aspec.status);
         let account = Account {
-            key: format!("4a217bb3-6861-4c9f-80f8-f345ae2897b{a}"),
-            // Some accounts share an address with the first one.
-            name: format!(
-                "user{}@example.com",
-                if aspec.status >= 192 { 0 } else { a }
-            ),
-            status: status.to_string(),
-            deleted_at: (status == "deleted").then_some(DAY0 + 10 * DAY),
+            name: if no_info { key.clone() } else { name },
+            status: if no_info {
+                NO_INFO.into()
+            } else {
+                status.to_string()
+            },
+            deleted_at: (status == "deleted" && !no_info).then_some(DAY0 + 10 * DAY),
+            key,
             ..Default::default()
         };
         let user_folders: Vec<i64> = (0..aspec.folders.len()).map(|i| 257 + i as i64).collect();

@@ -436,7 +436,8 @@ pub fn check_backup(fs: &MailFs, backup: &Backup, instants: &[Millis]) -> Result
             continue;
         };
         let status = fs.getxattr(a.ino, "user.mailbackfs.status").ok();
-        if status.as_deref() != Some(account.status.as_bytes()) {
+        let any_status = account.status == super::gen::NO_INFO;
+        if !any_status && status.as_deref() != Some(account.status.as_bytes()) {
             d.add(
                 &apath,
                 format!("status {status:?}, want {}", account.status),

@@ -130,10 +130,12 @@ pub fn account_dirs(backup: &Backup) -> Vec<String> {
         .accounts
         .iter()
         .map(|(a, _)| {
-            let earlier = backup
-                .accounts
-                .iter()
-                .any(|(b, _)| b.name == a.name && b.key < a.key);
+            // `.control` is taken by the control directory.
+            let earlier = a.name == ".control"
+                || backup
+                    .accounts
+                    .iter()
+                    .any(|(b, _)| b.name == a.name && b.key < a.key);
             if earlier {
                 format!("{}~{}", a.name, a.key)
             } else {

@@ -138,7 +138,16 @@ fn type_value(c: &mut Choices, kind: ItemKind) -> Value {
         ItemKind::Document => ("document", 8),
         ItemKind::Appointment => ("appointment", 11),
         ItemKind::Task => ("task", 15),
-        ItemKind::Hidden => ("tag", 3),
+        ItemKind::Hidden => *c.one(&[
+            ("tag", 3),
+            ("conversation", 4),
+            ("searchfolder", 2),
+            ("mountpoint", 13),
+            ("chat", 16),
+            ("wiki", 14),
+            ("note", 9),
+            ("unheard-of", 99),
+        ]),
     };
     match c.below(4) {
         0 => json!(code),
@@ -378,7 +387,9 @@ pub fn write(backup: &Backup, root: &Path, seed: u64) {
         std::fs::write(dir.join("items/00/notes.txt"), b"not an item").unwrap();
         std::fs::write(dir.join("id_mapper.log"), b"").unwrap();
         std::fs::create_dir_all(dir.join("items")).unwrap();
-        write_account_info(&mut c, &dir, account);
+        if account.status != super::gen::NO_INFO {
+            write_account_info(&mut c, &dir, account);
+        }
         std::fs::write(dir.join("account_stat"), b"{}").unwrap();
         for item in items {
             write_item(&mut c, &dir.join("items"), item, &backup.blobs);
