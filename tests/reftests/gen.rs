@@ -621,8 +621,26 @@ pub fn build(spec: &Spec) -> Backup {
             ..Default::default()
         };
         let user_folders: Vec<i64> = (0..aspec.folders.len()).map(|i| 257 + i as i64).collect();
+        let mut root = system_folder(1, "USER_ROOT", 11);
+        if aspec.status % 2 == 1 {
+            // Folders 1 and 11 are the root of every view, whatever their
+            // metadata says.
+            root.states.push(ItemState {
+                start: DAY0 + DAY + 5,
+                kind: Some(ItemKind::Folder),
+                folder_id: Some(257),
+                name: Some("moved root".into()),
+                ..Default::default()
+            });
+            root.states.push(ItemState {
+                start: DAY0 + 2 * DAY,
+                deleted: true,
+                kind: Some(ItemKind::Folder),
+                ..Default::default()
+            });
+        }
         let mut items = vec![
-            system_folder(1, "USER_ROOT", 11),
+            root,
             system_folder(2, "Inbox", 1),
             system_folder(3, "Trash", 1),
             system_folder(8, "Tags", 11),

@@ -346,7 +346,11 @@ fn stored_blob(c: &mut Choices, b: &Blob) -> Vec<u8> {
         Damage::Corrupt => {
             let mut g = gzip(&b.bytes);
             let n = g.len();
-            g[n - 8] ^= 0x55; // the CRC32 of the trailer
+            match c.below(3) {
+                0 => g[n - 8] ^= 0x55, // the CRC32 of the trailer
+                1 => g[n - 1] ^= 0x10, // the length of the trailer
+                _ => g.extend(b"trailing garbage after the last member"),
+            }
             g
         }
         Damage::Truncated => {
@@ -412,9 +416,15 @@ pub fn write(backup: &Backup, root: &Path, seed: u64) {
         } else {
             chars[..2].iter().collect()
         };
-        let d = root.join("items").join(xx);
-        std::fs::create_dir_all(&d).unwrap();
+        // Or under the digest with `/` in place of `,` (nested directories).
+        let name = if b.digest.contains(',') && c.chance(20) {
+            b.digest.replace(',', "/")
+        } else {
+            b.digest.clone()
+        };
+        let path = root.join("items").join(xx).join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let bytes = stored_blob(&mut c, b);
-        std::fs::write(d.join(&b.digest), bytes).unwrap();
+        std::fs::write(path, bytes).unwrap();
     }
 }
