@@ -219,6 +219,50 @@ mod found {
         }
     }
 
+    /// A folder named `unknown_777` at the root, and an item deleted from
+    /// folder 777, which has no state: the views call its directory
+    /// `unknown_777~777` (the lower id keeps the name), `deleted/` called it
+    /// `unknown_777` and merged it with the folder. Found by the model.
+    #[test]
+    fn deleted_unknown_folder_keeps_the_suffix_of_its_namesake() {
+        let b = blob(b"Subject: Hello\r\n\r\nbody\r\n", gen::Damage::None);
+        let mut backup = backup(vec![
+            folder(5, "unknown_777", 1),
+            item(
+                300,
+                vec![message(777, DAY0 + H, &b), deletion(DAY0 + 2 * H)],
+            ),
+            item(400, vec![message(5, DAY0 + H, &b), deletion(DAY0 + 2 * H)]),
+        ]);
+        backup.blobs.insert(b.digest.clone(), b);
+        check(backup);
+    }
+
+    /// Folders that are each other's parents (2 -> 3010 -> 2) hid every item
+    /// in them; the cycle is broken at its lowest id, `unknown_2` at the root.
+    #[test]
+    fn a_parent_cycle_hides_nothing() {
+        let b = blob(b"Subject: Hello\r\n\r\nbody\r\n", gen::Damage::None);
+        let mut backup = backup(vec![
+            folder(3010, "Projects", 2),
+            folder(3011, "Deep", 3010),
+            item(300, vec![message(3011, DAY0 + H, &b)]),
+            item(301, vec![message(2, DAY0 + H, &b)]),
+            item(
+                302,
+                vec![message(3010, DAY0 + H, &b), deletion(DAY0 + 2 * H)],
+            ),
+        ]);
+        // Inbox under 3010: a cycle from the start.
+        for (_, items) in &mut backup.accounts {
+            for it in items.iter_mut().filter(|i| i.id == 2) {
+                it.states[0].folder_id = Some(3010);
+            }
+        }
+        backup.blobs.insert(b.digest.clone(), b);
+        check(backup);
+    }
+
     /// Two sibling folders with one name: an item deleted from the second
     /// one sat in `deleted/Inbox/Projects`, merged with the first, instead of
     /// the `Projects~258` it was in.

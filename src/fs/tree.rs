@@ -92,11 +92,30 @@ impl FolderTimeline {
                 .chain([id])
                 .map(|f| self.shown_name(f, t))
                 .collect(),
-            Some(Placement::Unknown(u, _)) if u == id => vec![unknown_name(id)],
-            Some(Placement::Unknown(u, chain)) => std::iter::once(unknown_name(u))
+            Some(Placement::Unknown(u, _)) if u == id => vec![self.shown_unknown(id, t)],
+            Some(Placement::Unknown(u, chain)) => std::iter::once(self.shown_unknown(u, t))
                 .chain(chain.into_iter().chain([id]).map(|f| self.shown_name(f, t)))
                 .collect(),
-            None => vec![unknown_name(id)],
+            None => vec![self.shown_unknown(id, t)],
+        }
+    }
+
+    /// The name of the `unknown_<u>` directory at the view root at `t`:
+    /// `~<u>` is added when a folder with a lower id is named so there (as
+    /// in [`ViewTree::build`], where lower ids keep their names).
+    fn shown_unknown(&self, u: ItemId, t: Millis) -> String {
+        let name = unknown_name(u);
+        let taken = self.by_name.get(&name).into_iter().flatten().any(|&o| {
+            o < u
+                && self
+                    .at(o, t)
+                    .is_some_and(|f| f.parent.unwrap_or(VIEW_ROOT) == VIEW_ROOT)
+                && self.display_name(o, t) == name
+        });
+        if taken {
+            with_suffix(&name, &format!("~{u}"))
+        } else {
+            name
         }
     }
 
