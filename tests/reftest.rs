@@ -285,28 +285,6 @@ mod found {
         check(backup);
     }
 
-    /// A folder named `unknown_777` at the root and a message of the missing
-    /// folder 777 deleted: in the views the missing folder's directory is
-    /// `unknown_777~777` (the later id gets `~<id>`), but `deleted/` puts the
-    /// message into `unknown_777`, mixed with the real folder's deleted mail.
-    /// Rare (a folder must be named after a missing folder's directory);
-    /// the fix needs `FolderTimeline::path_at` to know the view's unknown
-    /// directories. Not fixed.
-    #[test]
-    #[ignore = "deleted/ ignores the ~<id> of an unknown_<id> directory that collides with a folder name"]
-    fn deleted_unknown_folder_keeps_its_suffix() {
-        let b = blob(b"Subject: Hello\r\n\r\nbody\r\n", gen::Damage::None);
-        let mut backup = backup(vec![
-            folder(260, "unknown_777", 1),
-            item(
-                300,
-                vec![message(777, DAY0 + H, &b), deletion(DAY0 + 2 * H)],
-            ),
-        ]);
-        backup.blobs.insert(b.digest.clone(), b);
-        check(backup);
-    }
-
     /// A deletion state written without `flags` or `tags` (the doc: "a
     /// deleted state needs only start_date and deleted", missing keys take
     /// their defaults, only the folder comes from the state before) shows in

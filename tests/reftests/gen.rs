@@ -231,9 +231,8 @@ const FOLDER_NAMES: &[&str] = &[
     "tab\there",
     "del\u{7f}",
     "c1\u{85}x",
-    // Like the directory of a missing folder, but not of one that is
-    // generated (`unknown_777` itself: see found::deleted_unknown_folder_*).
-    "unknown_999",
+    // The name of the directory of the missing folder 777.
+    "unknown_777",
     "Trash",
     "日本",
     "same",
