@@ -327,4 +327,24 @@ mod found {
         assert_eq!(x("user.mailbackfs.flags"), "\\Seen");
         assert_eq!(x("user.mailbackfs.tags"), "");
     }
+
+    /// A folder that is its own parent (cut: `unknown_257` at the root) and
+    /// a child of it with the same name: the child was given `~261` in
+    /// `deleted/` as if the cut folder were its sibling, while the views
+    /// show it without. Found by the model (REFTEST_SIZE=large).
+    #[test]
+    fn deleted_path_under_a_cut_folder_has_no_phantom_sibling() {
+        let b = blob(b"Subject: Hello\r\n\r\nbody\r\n", gen::Damage::None);
+        let long = "x".repeat(300);
+        let mut backup = backup(vec![
+            folder(257, &long, 257),
+            folder(261, &long, 257),
+            item(
+                300,
+                vec![message(261, DAY0 + H, &b), deletion(DAY0 + 2 * H)],
+            ),
+        ]);
+        backup.blobs.insert(b.digest.clone(), b);
+        check(backup);
+    }
 }
