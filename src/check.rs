@@ -128,10 +128,14 @@ impl Report {
                     .as_ref()
                     .map(|i| format!("item {}: ", printable(i)))
                     .unwrap_or_default();
+                // Details often start with their kind already (`malformed
+                // metadata: ...`): say it once.
+                let kind_prefix = format!("{}: ", p.kind);
+                let detail = p.detail.strip_prefix(&kind_prefix).unwrap_or(&p.detail);
                 out.push_str(&format!(
                     "  {item}{}: {}\n",
                     printable(&p.kind),
-                    printable(&p.detail)
+                    printable(detail)
                 ));
             }
         }

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::catalog::{AccountRow, Catalog, StateRow};
+use crate::check::printable;
 use crate::check::verify_blob;
 use crate::format::BackupReader;
 use crate::fs::salvage::{describe, malformed};
@@ -208,16 +209,21 @@ pub fn get_item(
 impl ItemView {
     /// The vendor-like text listing.
     pub fn to_text(&self, total: Option<usize>) -> String {
+        // Every value from the backup goes through `printable`: a hostile
+        // subject or name can neither forge lines nor drive the terminal.
+        let p = |v: &str| printable(v);
         let mut out = format!(
             "account: {} ({})\nitem: {}\n",
-            self.account, self.account_key, self.item
+            p(&self.account),
+            p(&self.account_key),
+            p(&self.item)
         );
         if let Some(e) = &self.metadata_error {
-            out.push_str(&format!("metadata: {e}\n"));
+            out.push_str(&format!("metadata: {}\n", p(e)));
         }
         let total = total.unwrap_or(self.states.len());
         for s in &self.states {
-            let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "-".into(), p);
             out.push_str(&format!("\nstate {} of {}\n", s.n, total));
             out.push_str(&format!("  start date: {}\n", s.start));
             out.push_str(&format!("  end date:   {}\n", opt(&s.end)));
@@ -227,18 +233,18 @@ impl ItemView {
                 s.folder_id.map_or("-".into(), |f| f.to_string()),
                 opt(&s.folder_path)
             ));
-            out.push_str(&format!("  flags:      {}\n", s.flags));
-            out.push_str(&format!("  tags:       {}\n", s.tags));
+            out.push_str(&format!("  flags:      {}\n", p(&s.flags)));
+            out.push_str(&format!("  tags:       {}\n", p(&s.tags)));
             out.push_str(&format!("  deleted:    {}\n", s.deleted));
             if let Some(t) = s.subject.as_ref().or(s.name.as_ref()) {
-                out.push_str(&format!("  subject:    {t}\n"));
+                out.push_str(&format!("  subject:    {}\n", p(t)));
             }
             if s.digest.is_some() || s.blob_path.is_some() {
                 out.push_str(&format!("  digest:     {}\n", opt(&s.digest)));
                 out.push_str(&format!("  blob path:  {}\n", opt(&s.blob_path)));
                 let verdict = match (s.readable, s.blob_len, &s.error) {
                     (Some(true), Some(n), _) => format!("yes ({n} bytes)"),
-                    (_, _, Some(e)) => format!("no: {e}"),
+                    (_, _, Some(e)) => format!("no: {}", p(e)),
                     _ => "-".into(),
                 };
                 out.push_str(&format!("  readable:   {verdict}\n"));

@@ -424,6 +424,13 @@ fn accounts(backup: &BackupArgs, json: bool) -> Result<()> {
             }
         }
     }
+    for note in opened.reader.notes() {
+        if json {
+            println!("{}", serde_json::json!({ "note": note }));
+        } else {
+            println!("{note}");
+        }
+    }
     Ok(())
 }
 
@@ -492,6 +499,7 @@ fn format_arg(f: FormatChoice) -> &'static str {
         FormatChoice::Auto => "auto",
         FormatChoice::Zextras => "zextras",
         FormatChoice::Cyrus => "cyrus",
+        FormatChoice::ZimbraClassic => "zimbra-classic",
     }
 }
 

@@ -165,6 +165,7 @@ fn zextras_bomb_is_served_exactly_within_the_cache() {
     // check: bounded memory, and the size mismatch reported.
     let (code, _, _, peak) = measured::<Sha256>(cli().args(["check", backup]));
     assert_eq!(code, 1, "the claimed size is wrong");
+    eprintln!("zextras bomb: check peak {peak} KiB");
     assert!(peak < CEILING_KB, "check peaked at {peak} KiB");
     // get-item --dump-blob: every byte, bounded memory.
     let (code, n, hash, peak) = measured::<Sha256>(cli().args([
@@ -179,6 +180,7 @@ fn zextras_bomb_is_served_exactly_within_the_cache() {
     assert_eq!(code, 0);
     assert_eq!(n, bomb_len());
     assert_eq!(hash, sha.to_vec());
+    eprintln!("zextras bomb: get-item peak {peak} KiB");
     assert!(peak < CEILING_KB, "get-item peaked at {peak} KiB");
 
     // Through the mount, with a 16 MiB cache.
@@ -192,6 +194,7 @@ fn zextras_bomb_is_served_exactly_within_the_cache() {
     assert_eq!(std::fs::metadata(&p).unwrap().len(), bomb_len());
     assert_eq!(sum_through("sha256sum", &p), hex(&sha));
     let hwm = vm_hwm_kb(m.pid());
+    eprintln!("zextras bomb: mount daemon VmHWM {hwm} KiB");
     assert!(hwm < CEILING_KB, "the daemon peaked at {hwm} KiB");
 }
 
@@ -286,6 +289,7 @@ fn cyrus_bomb_chunk_is_streamed_within_budget() {
 
         let (code, _, _, peak) = measured::<Sha1>(cli().args(["check", backup]));
         assert!(code == 0 || code == 1);
+        eprintln!("cyrus bomb (index says small: {small_in_index}): check peak {peak} KiB");
         assert!(
             peak < CEILING_KB,
             "check peaked at {peak} KiB ({small_in_index})"
@@ -302,6 +306,7 @@ fn cyrus_bomb_chunk_is_streamed_within_budget() {
         assert_eq!(code, 0, "{small_in_index}");
         assert_eq!(n, bomb_len());
         assert_eq!(hex(&hash), guid);
+        eprintln!("cyrus bomb (index says small: {small_in_index}): get-item peak {peak} KiB");
         assert!(
             peak < CEILING_KB,
             "get-item peaked at {peak} KiB ({small_in_index})"
@@ -323,6 +328,7 @@ fn cyrus_bomb_chunk_is_streamed_within_budget() {
         assert_eq!(sum_through("sha1sum", &p), guid);
         assert_eq!(other.join().unwrap(), guid);
         let hwm = vm_hwm_kb(m.pid());
+        eprintln!("cyrus bomb (index says small: {small_in_index}): daemon VmHWM {hwm} KiB");
         assert!(
             hwm < CEILING_KB,
             "the daemon peaked at {hwm} KiB ({small_in_index})"

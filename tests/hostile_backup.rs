@@ -18,7 +18,7 @@ use std::time::Duration;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use mailbackfs::format::zextras::blob_digest;
-use mailbackfs::synth::{self, SAMPLE_ANNA, SAMPLE_JOHN};
+use mailbackfs::synth::{self, SAMPLE_ANNA, SAMPLE_JOHN, SAMPLE_OLD};
 use support::{cli_bounded, run_bounded, Mount};
 
 const T0: i64 = 1_373_900_000_000;
@@ -164,6 +164,14 @@ fn hostile() -> Hostile {
     std::fs::create_dir_all(&md).unwrap();
     mkfifo(&md.join(META_FIFO.to_string()));
 
+    // The old account's account_info is a FIFO.
+    let info = backup
+        .join("accounts")
+        .join(SAMPLE_OLD)
+        .join("account_info");
+    std::fs::remove_file(&info).unwrap();
+    mkfifo(&info);
+
     // Anna's account directory is a link to a directory outside.
     let acct = backup.join("accounts").join(SAMPLE_ANNA);
     let moved = outside.join("anna");
@@ -291,6 +299,7 @@ struct CheckAccount {
 #[derive(serde::Deserialize)]
 struct CheckReport {
     accounts: Vec<CheckAccount>,
+    backup_problems: Vec<String>,
 }
 
 #[test]
@@ -329,6 +338,25 @@ fn check_and_get_item_refuse_hostile_files_and_end() {
             p.detail
         );
     }
+    assert!(
+        report
+            .backup_problems
+            .iter()
+            .any(|p| p.contains("/items/") && p.contains("symbolic link")),
+        "the linked blob directory is reported: {:?}",
+        report.backup_problems
+    );
+    let old = report
+        .accounts
+        .iter()
+        .find(|a| a.key == SAMPLE_OLD)
+        .unwrap();
+    assert!(
+        old.problems.iter().any(|p| p.kind == "account"
+            && p.detail.contains("account_info")
+            && p.detail.contains("not a regular file")),
+        "the FIFO account_info is reported"
+    );
     let anna = report
         .accounts
         .iter()

@@ -33,3 +33,46 @@ fn an_account_named_control_gets_the_collision_rule() {
     let b = std::fs::metadata(m.join(&renamed)).unwrap().ino();
     assert_ne!(a, b);
 }
+
+/// An account directory whose name is not UTF-8 was dropped with no word:
+/// it is named by its `account_info` address, else by its name escaped
+/// (invalid bytes as `%XX`, `%` as `%25`), and `check` reports it.
+#[test]
+fn account_directories_that_are_not_utf8_are_shown_and_reported() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("backup");
+    let named = Backup::new(&root, "placeholder-named", "cafe@example.com");
+    named.folder(2, 1, "Inbox");
+    named.message(300, 2, T0 + 1000, "named");
+    let bare = Backup::new(&root, "placeholder-bare", "unused@example.com");
+    bare.folder(2, 1, "Inbox");
+    bare.message(301, 2, T0 + 1000, "bare");
+    std::fs::remove_file(bare.acct_dir.join("account_info")).unwrap();
+    let accounts = root.join("accounts");
+    std::fs::rename(
+        accounts.join("placeholder-named"),
+        accounts.join(OsStr::from_bytes(b"caf\xe9")),
+    )
+    .unwrap();
+    std::fs::rename(
+        accounts.join("placeholder-bare"),
+        accounts.join(OsStr::from_bytes(b"bad\xff%x")),
+    )
+    .unwrap();
+
+    let m = Mount::start(&root, &t.path().join("index"), &[]);
+    let root_names = names(&m.path);
+    assert!(root_names.contains("cafe@example.com"), "{root_names:?}");
+    assert!(root_names.contains("bad%FF%25x"), "{root_names:?}");
+    assert!(m
+        .join("cafe@example.com/latest/Inbox/300-named.eml")
+        .is_file());
+    assert!(m.join("bad%FF%25x/latest/Inbox/301-bare.eml").is_file());
+    drop(m);
+
+    let (code, out, err) = support::cli(&["check", root.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("not UTF-8"), "{out}");
+}

@@ -941,7 +941,8 @@ fn a_request_split_over_two_writes_is_one_request() {
     write_once(&mut f, a.as_bytes()).unwrap();
     // Nothing is taken before its line ends.
     assert!(job_ids(&m).is_empty(), "a partial line made a job");
-    write_once(&mut f, format!("{b}\n").as_bytes()).unwrap();
+    write_once(&mut f, format!("{b}\n").as_bytes())
+        .unwrap_or_else(|e| panic!("{e}; last-error: {}", read_control(&m, "last-error")));
     close_checked(f).unwrap();
     assert_eq!(job_ids(&m), vec![1]);
     assert_eq!(request_of(&m, 1), line);

@@ -11,6 +11,7 @@ use crate::model::{Account, BlobRef, Item};
 pub mod backup_root;
 pub mod cyrus;
 pub mod zextras;
+pub mod zimbra_classic;
 
 /// An account as listed by a reader, before it is read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +69,12 @@ pub trait BackupReader: Send + Sync {
     fn all_blobs(&self) -> Option<Vec<BlobRef>> {
         None
     }
+
+    /// Facts about the backup as a whole that `accounts` prints (the redo
+    /// logs of a Zimbra classic target and their time ranges).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// `--format`: which reader to use.
@@ -76,6 +83,8 @@ pub enum FormatChoice {
     Auto,
     Zextras,
     Cyrus,
+    /// Zimbra classic (`zmbackup` sessions).
+    ZimbraClassic,
 }
 
 /// Open the backup at `root` with the chosen reader, or the one whose layout
@@ -91,12 +100,18 @@ pub fn open(root: &Path, choice: FormatChoice) -> Result<Box<dyn BackupReader>> 
     Ok(match choice {
         FormatChoice::Zextras => Box::new(zextras::ZextrasReader::open(root)?),
         FormatChoice::Cyrus => Box::new(cyrus::CyrusReader::open(root)?),
+        FormatChoice::ZimbraClassic => Box::new(zimbra_classic::ZimbraClassicReader::open(root)?),
         FormatChoice::Auto => unreachable!("detect never answers Auto"),
     })
 }
 
 /// Recognise a backup by its layout.
 pub fn detect(root: &Path) -> Result<FormatChoice> {
+    // Before Zextras: a classic target has no accounts/ at its root, but a
+    // session has (sessions/<label>/accounts/).
+    if zimbra_classic::looks_like(root) {
+        return Ok(FormatChoice::ZimbraClassic);
+    }
     if zextras::looks_like(root) {
         return Ok(FormatChoice::Zextras);
     }
@@ -106,7 +121,8 @@ pub fn detect(root: &Path) -> Result<FormatChoice> {
     bail!(
         "{} is not a backup this version knows: expected a Zextras/Carbonio \
          backup path (accounts/ and items/) or a Cyrus backup partition \
-         (backups.db, or <h>/<user>_XXXXXX with its .index); pass --format to force one",
+         (backups.db, or <h>/<user>_XXXXXX with its .index) or a Zimbra classic \
+         target (sessions/<label>/session.xml); pass --format to force one",
         root.display()
     )
 }

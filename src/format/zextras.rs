@@ -52,6 +52,55 @@ pub const DRIVE_FOLDER: ItemId = -1;
 /// Name of the [`DRIVE_FOLDER`].
 pub const DRIVE_FOLDER_NAME: &str = "Drive";
 
+/// The account key of an account directory: its name when that is UTF-8
+/// without `%`; else the name with `%` written `%25` and every byte that
+/// is not UTF-8 as `%XX`, so that no directory is dropped and no two share
+/// a key. [`key_dir`] turns it back.
+pub fn account_key(name: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = name.as_bytes();
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !s.contains('%') => s.to_string(),
+        _ => {
+            let mut out = String::new();
+            for chunk in bytes.utf8_chunks() {
+                out.push_str(&chunk.valid().replace('%', "%25"));
+                for b in chunk.invalid() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            out
+        }
+    }
+}
+
+/// The directory name of an account key (see [`account_key`]).
+pub fn key_dir(key: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    if !key.contains('%') {
+        return key.into();
+    }
+    let b = key.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
 /// Whether `root` has the layout of this format: an `accounts/` directory,
 /// or an `items/` directory of two-character blob directories.
 pub fn looks_like(root: &Path) -> bool {
@@ -830,12 +879,56 @@ fn worker_count() -> usize {
 /// A streaming gzip decoder (one or more members) that reports every kind of
 /// damage as an `InvalidData` error naming `path`, after handing out all the
 /// bytes that decompressed before it.
-struct GzipStream<R> {
+pub(crate) struct GzipStream<R> {
     inner: R,
     path: PathBuf,
     z: Decompress,
     crc: Crc,
     state: GzState,
+    /// How far the first member may inflate (see [`inflate_cap`]).
+    cap: u64,
+    /// Bytes the first member inflated so far; `None` past it.
+    first_out: Option<u64>,
+}
+
+/// Slack past a trailer's length before a member is broken: one window.
+const INFLATE_SLACK: u64 = 256 * 1024;
+
+/// How far the first gzip member of `file` may inflate: the length its last
+/// four bytes (the trailer's ISIZE) say, plus [`INFLATE_SLACK`]. ISIZE
+/// counts modulo 2^32, and deflate inflates at least to about the
+/// compressed length and at most 1032 times it: multiples of 2^32 are added
+/// while that makes a consistent length (a blob over 4 GiB); a trailer no
+/// length is consistent with (damage, a member without an end) is taken as
+/// it is. A bomb whose metadata lies stops there, broken.
+fn inflate_cap(file: &fs::File) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    if len < 18 {
+        return Ok(INFLATE_SLACK);
+    }
+    let mut t = [0u8; 4];
+    file.read_exact_at(&mut t, len - 4)?;
+    let isize = u64::from(u32::from_le_bytes(t));
+    let least = len.saturating_sub(len / 100 + 64);
+    let most = len.saturating_mul(1032);
+    let mut cap = isize;
+    if cap < least {
+        cap += (least - cap).div_ceil(1 << 32) << 32;
+    }
+    if cap > most {
+        cap = isize;
+    }
+    Ok(cap.saturating_add(INFLATE_SLACK))
+}
+
+/// How far a gzip stream of `compressed` bytes may inflate when its trailer
+/// cannot be read first (a blob inside a zip entry): deflate's largest
+/// ratio, 1032 to 1, plus [`INFLATE_SLACK`].
+pub(crate) fn inflate_cap_for(compressed: u64) -> u64 {
+    compressed
+        .saturating_mul(1032)
+        .saturating_add(INFLATE_SLACK)
 }
 
 #[derive(PartialEq)]
@@ -853,13 +946,15 @@ fn data_err(msg: String) -> io::Error {
 }
 
 impl<R: BufRead> GzipStream<R> {
-    fn new(inner: R, path: PathBuf) -> Self {
+    pub(crate) fn new(inner: R, path: PathBuf, cap: u64) -> Self {
         GzipStream {
             inner,
             path,
             z: Decompress::new(false),
             crc: Crc::new(),
             state: GzState::Header,
+            cap,
+            first_out: Some(0),
         }
     }
 
@@ -946,6 +1041,7 @@ impl<R: BufRead> GzipStream<R> {
                 self.crc.amount()
             )));
         }
+        self.first_out = None;
         // Another member, the end, or trailing garbage.
         let buf = self.inner.fill_buf()?;
         if buf.is_empty() {
@@ -981,6 +1077,19 @@ impl<R: BufRead> GzipStream<R> {
                     let made = (self.z.total_out() - before_out) as usize;
                     self.inner.consume(used);
                     self.crc.update(&out[..made]);
+                    if let Some(n) = &mut self.first_out {
+                        *n += made as u64;
+                        if *n > self.cap {
+                            let msg = format!(
+                                "corrupt gzip in {}: inflates past {} bytes, more than its \
+                                 trailer says",
+                                self.path.display(),
+                                self.cap
+                            );
+                            self.state = GzState::Failed(msg.clone());
+                            return Err(data_err(msg));
+                        }
+                    }
                     let status = match result {
                         Ok(status) => status,
                         Err(e) => {
@@ -1176,7 +1285,7 @@ impl BackupReader for ZextrasReader {
         let mut keys: Vec<String> = entries
             .into_iter()
             .filter(|e| matches!(e.kind, EntryKind::Dir | EntryKind::Symlink))
-            .filter_map(|e| e.name.into_string().ok())
+            .map(|e| account_key(&e.name))
             .filter(|k| !k.starts_with('.'))
             .collect();
         keys.sort();
@@ -1192,7 +1301,7 @@ impl BackupReader for ZextrasReader {
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let Some(k) = keys.get(i) else { break };
-                            out.push((i, account_signature(root, &dir.join(k))));
+                            out.push((i, account_signature(root, &dir.join(key_dir(k)))));
                         }
                         out
                     })
@@ -1210,7 +1319,8 @@ impl BackupReader for ZextrasReader {
             .into_iter()
             .zip(sigs)
             .map(|(key, sig)| {
-                let signature = sig.unwrap_or_else(|| account_signature(root, &dir.join(&key)));
+                let signature =
+                    sig.unwrap_or_else(|| account_signature(root, &dir.join(key_dir(&key))));
                 AccountEntry { key, signature }
             })
             .collect())
@@ -1220,7 +1330,8 @@ impl BackupReader for ZextrasReader {
         if key.is_empty() || key.contains('/') || key == "." || key == ".." {
             bail!("no account {key:?} in {}", self.root.display());
         }
-        let rel = Path::new("accounts").join(key);
+        let raw = key_dir(key);
+        let rel = Path::new("accounts").join(&raw);
         let acct_dir = match self.dir.open_dir(&rel) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -1236,6 +1347,13 @@ impl BackupReader for ZextrasReader {
             ..Account::default()
         };
         parse_account_info(key, &acct_dir, &mut acc);
+        if raw.to_str().is_none() {
+            acc.problems.push(format!(
+                "account directory name is not UTF-8: shown as {:?} (invalid bytes as %XX, % as %25) \
+                 unless account_info names the account",
+                key
+            ));
+        }
 
         let mut work = Vec::new();
         subdirs(&acct_dir, "items", &mut work, false, &mut acc.problems);
@@ -1309,7 +1427,9 @@ impl BackupReader for ZextrasReader {
             .unwrap_or_default();
         let hasher = is_sha256_digest(&expect).then(Sha256::new);
         let inner: Box<dyn Read + Send> = if gz {
-            Box::new(GzipStream::new(r, path.clone()))
+            let cap = inflate_cap(r.get_ref())
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            Box::new(GzipStream::new(r, path.clone(), cap))
         } else {
             Box::new(r)
         };
@@ -1343,8 +1463,9 @@ impl BackupReader for ZextrasReader {
                 }
             }
         }
+        let cap = inflate_cap(&file).map_err(with_path)?;
         let r = BufReader::with_capacity(BLOB_BUF, file);
-        let mut gz = GzipStream::new(r, path.clone());
+        let mut gz = GzipStream::new(r, path.clone(), cap);
         let mut buf = vec![0u8; BLOB_BUF];
         let mut n = 0u64;
         loop {
@@ -1365,6 +1486,26 @@ impl BackupReader for ZextrasReader {
             .find(|p| fs::symlink_metadata(p).is_ok())
             .or(tried.first())
             .cloned()
+    }
+
+    fn problems(&self) -> Vec<String> {
+        // Links where blob directories should be: their blobs are refused
+        // item by item; the link itself is said once here.
+        let Ok(entries) = self.dir.read_dir("items") else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = entries
+            .into_iter()
+            .filter(|e| e.kind == EntryKind::Symlink)
+            .map(|e| {
+                format!(
+                    "{} is a symbolic link, not followed",
+                    self.root.join("items").join(&e.name).display()
+                )
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     fn all_blobs(&self) -> Option<Vec<BlobRef>> {

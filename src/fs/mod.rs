@@ -328,7 +328,10 @@ pub struct MailFs {
     next_fh: Mutex<u64>,
     /// Blobs found damaged while reading, with why.
     broken: Mutex<HashMap<String, String>>,
-    mount_time: Millis,
+    /// The newest instant of the backup: the mtime of directories that
+    /// stand for no instant of their own, so that every view is a function
+    /// of the backup alone (not of when it was mounted).
+    backup_time: Millis,
     control: Arc<dyn ControlPlane>,
 }
 
@@ -370,6 +373,7 @@ impl MailFs {
         opts: FsOptions,
     ) -> FsResult<MailFs> {
         let accounts = catalog.accounts()?;
+        let backup_time = accounts.iter().filter_map(|a| a.last_ts).max().unwrap_or(0);
         let fs = MailFs {
             catalog,
             reader,
@@ -387,7 +391,7 @@ impl MailFs {
             open_files: Mutex::new(HashMap::new()),
             next_fh: Mutex::new(1),
             broken: Mutex::new(HashMap::new()),
-            mount_time: chrono::Utc::now().timestamp_millis(),
+            backup_time,
             control: Arc::new(ReadmeOnly::default()),
         };
         let root = fs.ino(Node::Root);
@@ -847,6 +851,11 @@ impl MailFs {
         self.getattr(self.ino(node))
     }
 
+    /// The newest instant of an account's backup (the backup's, if none).
+    fn account_time(&self, acct: i64) -> FsResult<Millis> {
+        Ok(self.account(acct)?.last_ts.unwrap_or(self.backup_time))
+    }
+
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
         let node = self.node(ino)?;
         let dir = |mtime| Attr {
@@ -858,22 +867,23 @@ impl MailFs {
             volatile: false,
         };
         match &node {
-            Node::Root | Node::HistoryItem { .. } => Ok(dir(self.mount_time)),
-            Node::Account(acct) => Ok(dir(self.account(*acct)?.last_ts.unwrap_or(self.mount_time))),
+            Node::Root => Ok(dir(self.backup_time)),
             Node::Dir {
                 view: View::Time(PointInTime::At(t)),
                 ..
             } => Ok(dir(*t)),
-            Node::Dir { .. } => Ok(dir(self.mount_time)),
+            Node::Account(acct) | Node::Dir { acct, .. } | Node::HistoryItem { acct, .. } => {
+                Ok(dir(self.account_time(*acct)?))
+            }
             Node::Control(path) => self.control_attr(ino, path),
             Node::Salvaged {
                 acct, item, seq, ..
             } => self.salvage_attr(ino, *acct, *item, *seq),
-            Node::ErrorFile { .. } => Ok(Attr {
+            Node::ErrorFile { acct, .. } => Ok(Attr {
                 ino,
                 kind: EntryKind::File,
                 size: 0,
-                mtime: self.mount_time,
+                mtime: self.account_time(*acct)?,
                 writable: false,
                 volatile: false,
             }),

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 pub mod dovecot;
 pub mod handmade;
+pub mod zimbra_gen;
 
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mailbackfs"))

@@ -419,6 +419,9 @@ pub struct CyrusReader {
     chunk_lengths: Mutex<HashMap<String, Arc<HashMap<u64, u64>>>>,
     /// Chunks up to this length are cached whole; see [`SMALL_CHUNK`].
     small_chunk: u64,
+    /// Chunks the index calls small that turned out too long to cache:
+    /// streamed from then on, not inflated again up to the limit first.
+    oversize: Mutex<std::collections::HashSet<(String, u64)>>,
 }
 
 impl CyrusReader {
@@ -445,6 +448,7 @@ impl CyrusReader {
             problems,
             cache: ChunkCache::new(CACHE_BYTES),
             chunk_lengths: Mutex::new(HashMap::new()),
+            oversize: Mutex::new(std::collections::HashSet::new()),
             // For tests and benchmarks: 0 streams every message.
             small_chunk: std::env::var("MAILBACKFS_CYRUS_SMALL_CHUNK")
                 .ok()
@@ -496,8 +500,16 @@ impl CyrusReader {
         if let Some(c) = self.cache.get(&key) {
             return Ok(Some(c));
         }
+        let lock = || self.oversize.lock().unwrap_or_else(|p| p.into_inner());
+        if lock().contains(&key) {
+            return Ok(None);
+        }
         let mut f = self.part.open_file(data)?;
         let Some(c) = chunks::inflate_member(&mut f, file_offset, CACHE_BYTES / 4)? else {
+            log::warn!(
+                "chunk at {file_offset} of {userid}'s backup is longer than its index says: streamed"
+            );
+            lock().insert(key);
             return Ok(None);
         };
         let c = Arc::new(c);

@@ -468,7 +468,7 @@ impl Replay {
     }
 
     fn flush(&mut self, ts: i64) {
-        let start = ts * 1000;
+        let start = ts.saturating_mul(1000);
         if self.dirty_tree {
             self.dirty_tree = false;
             self.flush_tree(start);
@@ -645,7 +645,7 @@ impl PendingState {
                 subject: subject(&s.guid),
                 blob: blob(&s.guid, s.size),
                 size: s.size,
-                date: Some(s.internaldate * 1000),
+                date: Some(s.internaldate.saturating_mul(1000)),
                 flags: s.flags.clone(),
                 ..Default::default()
             },
@@ -730,6 +730,18 @@ mod tests {
         assert_eq!(m.states.len(), 2);
         assert!(m.states[0].shape.is_some() && m.states[1].shape.is_none());
         assert_eq!((m.states[1].start, m.states[1].folder_id), (4000, 1001));
+    }
+
+    /// An INTERNALDATE (or line time) at the end of i64 overflowed when
+    /// turned into milliseconds: a panic in debug builds, a date in 1969
+    /// after wrapping in release ones.
+    #[test]
+    fn dates_at_the_end_of_time_saturate() {
+        let rp = run("1 APPLY MAILBOX %(UNIQUEID a MBOXNAME user.u RECORD (%(UID 1 FLAGS () INTERNALDATE 9223372036854775807 SIZE 3 GUID ab)))
+");
+        let m = &rp.message_items[&1001];
+        let st = m.states[0].to_state(|_, _| None, |_| None);
+        assert_eq!(st.date, Some(i64::MAX));
     }
 
     #[test]

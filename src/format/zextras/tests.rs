@@ -599,3 +599,56 @@ fn blob_path_traversal_refused() {
     }
     assert!(r.blob_candidates("").is_empty());
 }
+
+/// A member whose trailer says 300 bytes but that inflates to 8 MiB (a
+/// bomb, or a member without an end before its last bytes): streaming it
+/// stops at the trailer's length plus one window, and it is broken.
+#[test]
+fn inflating_past_the_trailer_stops_at_one_window() {
+    let fx = Fx::new();
+    let content = vec![0u8; 8 << 20];
+    let b = fx.blob(&content);
+    let p = fx
+        .root()
+        .join("items")
+        .join(&b.locator[..2])
+        .join(&b.locator);
+    let mut raw = fs::read(&p).unwrap();
+    let n = raw.len();
+    raw[n - 4..].copy_from_slice(&300u32.to_le_bytes());
+    fs::write(&p, raw).unwrap();
+    let r = fx.reader();
+    let e = r.blob_len(&b, None).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert!(e.to_string().contains("inflates past"), "{e}");
+    let (got, err) = read_all(&mut *r.open_blob(&b).unwrap());
+    let err = err.expect("broken");
+    assert!(err.to_string().contains("inflates past"), "{err}");
+    assert!(
+        got.len() as u64 <= 300 + INFLATE_SLACK + BLOB_BUF as u64,
+        "{}",
+        got.len()
+    );
+    // The claimed size matching the lying trailer: that size, then broken.
+    assert_eq!(r.blob_len(&b, Some(300)).unwrap(), 300);
+}
+
+#[test]
+fn account_keys_of_any_directory_name_round_trip() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    for raw in [
+        &b"4a217bb3-6861-4c9f-80f8-f345ae2897b5"[..],
+        b"caf\xe9",
+        b"bad\xff%x",
+        b"100%",
+        b"%41",
+        b"\xc3\xa9t\xc3\xa9",
+    ] {
+        let key = account_key(OsStr::from_bytes(raw));
+        assert!(key.is_ascii() || std::str::from_utf8(raw).is_ok(), "{key}");
+        assert_eq!(key_dir(&key).as_bytes(), raw, "{key}");
+    }
+    assert_eq!(account_key(OsStr::from_bytes(b"bad\xff%x")), "bad%FF%25x");
+    assert_eq!(account_key(OsStr::from_bytes(b"plain")), "plain");
+}
