@@ -133,7 +133,13 @@ impl FolderTimeline {
                     .at(o, t)
                     .is_some_and(|f| f.parent.unwrap_or(VIEW_ROOT) == parent)
                 && self.display_name(o, t) == name
-                && self.placement(o, t).is_some()
+                // Shown under that parent: not hidden, and not the folder a
+                // cycle is cut at (that one is `unknown_<o>` at the root).
+                && match self.placement(o, t) {
+                    Some(Placement::Root(_)) => true,
+                    Some(Placement::Unknown(u, _)) => u != o,
+                    None => false,
+                }
         });
         if taken {
             with_suffix(&name, &format!("~{id}"))

@@ -45,7 +45,7 @@ pub struct Blob {
 }
 
 impl std::fmt::Debug for Blob {
-    // Blobs reach 600 kB: a failing case prints their size, not their bytes.
+    // Blobs reach 300 kB: a failing case prints their size, not their bytes.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -231,6 +231,7 @@ const FOLDER_NAMES: &[&str] = &[
     "tab\there",
     "del\u{7f}",
     "c1\u{85}x",
+    // The name of the directory of the missing folder 777.
     "unknown_777",
     "Trash",
     "日本",
@@ -253,6 +254,9 @@ const SUBJECTS: &[&str] = &[
     "Service mailboxd started on test.example.com",
     ".",
     "x",
+    // Written as invalid UTF-8 or an unpaired surrogate escape by the
+    // Zextras writer: the reader must give U+FFFD.
+    "bad \u{FFFD} bytes",
 ];
 
 const CONTACT_NAMES: &[&str] = &["John Smith", "", "..", "--", "Zoë", "O'Brien, Ann"];
@@ -278,6 +282,23 @@ pub const FLAG_WORDS: [&str; 7] = [
     "\\Deleted",
     "$MDNSent",
 ];
+
+/// Flags of a state: mostly the common sets (read, unread, read and
+/// flagged), else any combination of the words.
+fn flag_words(pick: u8) -> Vec<String> {
+    let bits = match pick {
+        0..=63 => 1,
+        64..=95 => 0,
+        96..=127 => 0b1001,
+        _ => pick & 0x7f,
+    };
+    FLAG_WORDS
+        .iter()
+        .enumerate()
+        .filter(|(b, _)| bits & (1 << b) != 0)
+        .map(|(_, w)| w.to_string())
+        .collect()
+}
 
 const TAGS: &[&[&str]] = &[&[], &["work"], &["work", "urgent"], &["ünï"]];
 
@@ -337,7 +358,7 @@ fn message_bytes(i: usize) -> Vec<u8> {
     .into_bytes();
     let len = match i {
         0 => 20,
-        3 => 600_000,
+        3 => 300_000,
         _ => 37 * i * i + 5,
     };
     b.extend((0..len).map(|k| {
@@ -497,12 +518,7 @@ fn file_item(id: i64, spec: &ItemSpec, user_folders: &[i64], blobs: &[Blob]) -> 
     let deleted = deleted_flags(spec);
     let mut states: Vec<ItemState> = Vec::new();
     for (i, s) in spec.states.iter().enumerate() {
-        let flags: Vec<String> = FLAG_WORDS
-            .iter()
-            .enumerate()
-            .filter(|(b, _)| s.flags & (1 << b) != 0)
-            .map(|(_, w)| w.to_string())
-            .collect();
+        let flags = flag_words(s.flags);
         let tags: Vec<String> = pick(TAGS, s.tags).iter().map(|t| t.to_string()).collect();
         let mut st = ItemState {
             start: starts[i],
@@ -572,21 +588,58 @@ fn item_id(n: usize, pick_id: u8) -> i64 {
     300 + n as i64 * 100 + (pick_id % 4) as i64 * 7
 }
 
+/// The status of an account without `account_info`: whatever the reader
+/// says (the doc does not say); the Zextras writer writes no
+/// `account_info` for such an account.
+pub const NO_INFO: &str = "(no account_info)";
+
 pub fn build(spec: &Spec) -> Backup {
     let pool = blob_pool(&spec.damage);
     let mut accounts = Vec::new();
     for (a, aspec) in spec.accounts.iter().enumerate() {
         let status = pick(&["active", "closed", "deleted", "locked"], aspec.status);
+        // Some accounts share an address with the first one, one is named
+        // like the control directory, one has no account_info (its id is
+        // its name; status left to the reader, see [`NO_INFO`]).
+        let name = match aspec.status {
+            192.. => "user0@example.com".to_string(),
+            176..=191 => ".control".to_string(),
+            _ => format!("user{a}@example.com"),
+        };
+        let key = format!("4a217bb3-6861-4c9f-80f8-f345ae2897b{a}");
+        let no_info = (160..176).contains(&aspec.status);
         let account = Account {
-            key: format!("4a217bb3-6861-4c9f-80f8-f345ae2897b{a}"),
-            name: format!("user{a}@example.com"),
-            status: status.to_string(),
-            deleted_at: (status == "deleted").then_some(DAY0 + 10 * DAY),
+            name: if no_info { key.clone() } else { name },
+            status: if no_info {
+                NO_INFO.into()
+            } else {
+                status.to_string()
+            },
+            deleted_at: (status == "deleted" && !no_info).then_some(DAY0 + 10 * DAY),
+            key,
             ..Default::default()
         };
         let user_folders: Vec<i64> = (0..aspec.folders.len()).map(|i| 257 + i as i64).collect();
+        let mut root = system_folder(1, "USER_ROOT", 11);
+        if aspec.status % 2 == 1 {
+            // Folders 1 and 11 are the root of every view, whatever their
+            // metadata says.
+            root.states.push(ItemState {
+                start: DAY0 + DAY + 5,
+                kind: Some(ItemKind::Folder),
+                folder_id: Some(257),
+                name: Some("moved root".into()),
+                ..Default::default()
+            });
+            root.states.push(ItemState {
+                start: DAY0 + 2 * DAY,
+                deleted: true,
+                kind: Some(ItemKind::Folder),
+                ..Default::default()
+            });
+        }
         let mut items = vec![
-            system_folder(1, "USER_ROOT", 11),
+            root,
             system_folder(2, "Inbox", 1),
             system_folder(3, "Trash", 1),
             system_folder(8, "Tags", 11),

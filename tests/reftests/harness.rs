@@ -204,6 +204,31 @@ fn is_vcard(b: &[u8]) -> bool {
     s.starts_with("BEGIN:VCARD") && s.trim_end().ends_with("END:VCARD")
 }
 
+/// Reads at offsets around the cache windows and the end give the same
+/// bytes as the whole file.
+fn check_offsets(fs: &MailFs, d: &mut Diffs, ino: u64, path: &str, whole: &[u8]) {
+    let Ok(fh) = fs.open(ino, false) else {
+        return d.add(path, "second open failed");
+    };
+    let len = whole.len() as u64;
+    let mut offsets = vec![len.saturating_sub(1), len, len + 10, 1];
+    if len > 70_000 {
+        offsets.extend([262_143, 262_144, 65_535, len - 4096, 7]);
+    }
+    for off in offsets {
+        let lo = (off as usize).min(whole.len());
+        let hi = (lo + 4096).min(whole.len());
+        match fs.read(fh, off, 4096) {
+            Ok(b) if b == whole[lo..hi] => {}
+            other => d.add(
+                path,
+                format!("read at {off}: {:?} bytes", other.map(|b| b.len())),
+            ),
+        }
+    }
+    fs.release(fh);
+}
+
 /// Compare one file (found as `name` in directory `dir`) with `want`.
 fn check_file(fs: &MailFs, d: &mut Diffs, dir: u64, name: &str, path: &str, want: &EFile) {
     d.1 += 1;
@@ -235,7 +260,17 @@ fn check_file(fs: &MailFs, d: &mut Diffs, dir: u64, name: &str, path: &str, want
             );
         }
     }
+    match fs.getattr(attr.ino) {
+        Ok(g) if g.size == attr.size && g.mtime == attr.mtime => {}
+        other => d.add(path, format!("getattr {other:?} after lookup {attr:?}")),
+    }
+    if !matches!(fs.open(attr.ino, true), Err(FsError::ReadOnly)) {
+        d.add(path, "opened for writing");
+    }
     let got = read_all(fs, attr.ino, attr.size);
+    if let (Ok(g), Content::Bytes(_)) = (&got, &want.content) {
+        check_offsets(fs, d, attr.ino, path, g);
+    }
     let ok = match (&want.content, &got) {
         (Content::Eio, Err(e)) => e.to_errno() == libc::EIO,
         (Content::Eio, Ok(_)) => false,
@@ -307,6 +342,14 @@ pub fn check_dir(fs: &MailFs, d: &mut Diffs, ino: u64, path: &str, want: &EDir) 
     let mut files = Vec::new();
     let mut salvaged = Vec::new();
     for e in &listing.entries {
+        // What readdirplus hands out is what a lookup finds.
+        match (fs.entry_attr(e), fs.lookup(ino, &e.name)) {
+            (Ok(a), Ok(b)) if a.ino == b.ino && a.kind == e.kind => {}
+            (a, b) => d.add(
+                path,
+                format!("{:?}: readdirplus {a:?}, lookup {b:?}", e.name),
+            ),
+        }
         if !seen.insert(e.name.clone()) {
             d.add(path, format!("{:?} listed twice", e.name));
         }
@@ -361,9 +404,16 @@ pub fn check_dir(fs: &MailFs, d: &mut Diffs, ino: u64, path: &str, want: &EDir) 
     }
 }
 
-/// `@INSTANT` as the design writes it, to the millisecond.
-pub fn instant_name(t: Millis) -> String {
-    format!("@{}", r::rfc3339(t))
+/// `@INSTANT` in the forms the design allows for `t`: to the millisecond,
+/// and to the second (with or without `Z`, and compact) when `t` is whole.
+pub fn instant_names(t: Millis) -> Vec<String> {
+    let mut out = vec![format!("@{}", r::rfc3339(t))];
+    if t % 1000 == 0 {
+        let s = &r::rfc3339(t)[..19];
+        let compact: String = s.replace(['-', ':'], "").replace('T', ".");
+        out.extend([format!("@{s}"), format!("@{s}Z"), format!("@{compact}")]);
+    }
+    out
 }
 
 /// Compare every view of every account with the reference; `instants` are
@@ -373,23 +423,21 @@ pub fn check_backup(fs: &MailFs, backup: &Backup, instants: &[Millis]) -> Result
     let root = MailFs::ROOT_INO;
     let listing = fs.readdir(root).map_err(|e| e.to_string())?;
     let got: BTreeSet<String> = listing.entries.iter().map(|e| e.name.clone()).collect();
-    let mut want: BTreeSet<String> = backup
-        .accounts
-        .iter()
-        .map(|(a, _)| a.name.clone())
-        .collect();
+    let dir_names = r::account_dirs(backup);
+    let mut want: BTreeSet<String> = dir_names.iter().cloned().collect();
     want.insert(".control".into());
     if got != want {
         d.add("/", format!("accounts {got:?}, want {want:?}"));
     }
-    for (account, items) in &backup.accounts {
-        let apath = format!("/{}", account.name);
-        let Ok(a) = fs.lookup(root, &account.name) else {
+    for ((account, items), dir_name) in backup.accounts.iter().zip(&dir_names) {
+        let apath = format!("/{dir_name}");
+        let Ok(a) = fs.lookup(root, dir_name) else {
             d.add(&apath, "account directory missing");
             continue;
         };
         let status = fs.getxattr(a.ino, "user.mailbackfs.status").ok();
-        if status.as_deref() != Some(account.status.as_bytes()) {
+        let any_status = account.status == super::gen::NO_INFO;
+        if !any_status && status.as_deref() != Some(account.status.as_bytes()) {
             d.add(
                 &apath,
                 format!("status {status:?}, want {}", account.status),
@@ -433,7 +481,10 @@ pub fn check_backup(fs: &MailFs, backup: &Backup, instants: &[Millis]) -> Result
             views.push((r::day_name(day), r::time_view(backup, items, end)));
         }
         for &t in instants {
-            views.push((instant_name(t), r::time_view(backup, items, t)));
+            let tree = r::time_view(backup, items, t);
+            for name in instant_names(t) {
+                views.push((name, tree.clone()));
+            }
         }
         for (name, want) in views {
             let vpath = format!("{apath}/{name}");

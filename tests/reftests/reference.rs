@@ -122,6 +122,29 @@ pub fn day_name(day: i64) -> String {
         .to_string()
 }
 
+/// Account directory names, in the order of `backup.accounts`: the
+/// address; the second and later accounts with one address (by id) get
+/// `ADDRESS~ID`.
+pub fn account_dirs(backup: &Backup) -> Vec<String> {
+    backup
+        .accounts
+        .iter()
+        .map(|(a, _)| {
+            // `.control` is taken by the control directory.
+            let earlier = a.name == ".control"
+                || backup
+                    .accounts
+                    .iter()
+                    .any(|(b, _)| b.name == a.name && b.key < a.key);
+            if earlier {
+                format!("{}~{}", a.name, a.key)
+            } else {
+                a.name.clone()
+            }
+        })
+        .collect()
+}
+
 // ----- names ---------------------------------------------------------------------
 
 /// Cut on a UTF-8 boundary.
@@ -339,35 +362,8 @@ pub fn days(items: &[Item]) -> BTreeSet<i64> {
 enum Place {
     /// Shown; its parent directory id.
     Under(i64),
-    /// The lowest folder of a parent cycle: `unknown_<id>` at the root.
-    Cut,
     /// Not shown: under the mailbox root only.
     Hidden,
-}
-
-/// Where parent cycles are broken: at the lowest folder id of each cycle,
-/// which then hangs at the view root as `unknown_<id>` with the rest of
-/// the cycle below it (the rule of issue 10, item 6).
-fn cycle_cuts(folders: &BTreeMap<i64, FolderAt>) -> BTreeSet<i64> {
-    let mut cut = BTreeSet::new();
-    for &start in folders.keys() {
-        let mut path = vec![start];
-        let mut cur = start;
-        while !cut.contains(&cur) {
-            let p = folders[&cur].parent;
-            if p == VIEW_ROOT || p == MAILBOX_ROOT || !folders.contains_key(&p) || cut.contains(&p)
-            {
-                break;
-            }
-            if let Some(k) = path.iter().position(|&x| x == p) {
-                cut.insert(*path[k..].iter().min().unwrap());
-                break;
-            }
-            path.push(p);
-            cur = p;
-        }
-    }
-    cut
 }
 
 /// The directories of a view at one instant.
@@ -402,26 +398,39 @@ fn folders_at(items: &[Item], t: Millis) -> BTreeMap<i64, FolderAt> {
         .collect()
 }
 
-/// Where folder `id` (valid at the instant) hangs; the unknown folder its
-/// chain breaks at goes into `unknown`.
-fn place(
-    folders: &BTreeMap<i64, FolderAt>,
-    cut: &BTreeSet<i64>,
-    id: i64,
-    unknown: &mut BTreeSet<i64>,
-) -> Place {
-    if cut.contains(&id) {
-        unknown.insert(id);
-        return Place::Cut;
+/// The folders at which parent cycles are broken (README, `check`): the
+/// lowest id of each cycle, which is then shown like a missing folder,
+/// `unknown_<id>` at the view root with the rest of the cycle below it.
+fn cycle_breaks(folders: &BTreeMap<i64, FolderAt>) -> BTreeSet<i64> {
+    let mut out = BTreeSet::new();
+    for &id in folders.keys() {
+        let mut chain = vec![id];
+        let mut cur = id;
+        while let Some(f) = folders.get(&cur) {
+            if f.parent == VIEW_ROOT || f.parent == MAILBOX_ROOT {
+                break;
+            }
+            if let Some(pos) = chain.iter().position(|&c| c == f.parent) {
+                out.insert(*chain[pos..].iter().min().unwrap());
+                break;
+            }
+            chain.push(f.parent);
+            cur = f.parent;
+        }
     }
-    let mut seen = BTreeSet::from([id]);
+    out
+}
+
+/// Where folder `id` (valid at the instant, in no cycle) hangs; the
+/// unknown folder its chain breaks at goes into `unknown`.
+fn place(folders: &BTreeMap<i64, FolderAt>, id: i64, unknown: &mut BTreeSet<i64>) -> Place {
     let mut cur = id;
     loop {
         let parent = folders[&cur].parent;
-        if parent == VIEW_ROOT || cut.contains(&parent) {
+        if parent == VIEW_ROOT {
             break;
         }
-        if parent == MAILBOX_ROOT || !seen.insert(parent) {
+        if parent == MAILBOX_ROOT {
             return Place::Hidden;
         }
         if !folders.contains_key(&parent) {
@@ -452,21 +461,36 @@ fn dir_of(
 
 /// Directories at `t`, and the directory of each item shown then.
 fn dirs_at(items: &[Item], t: Millis) -> (Dirs, Vec<(i64, &Item, &ItemState)>) {
-    let folders = folders_at(items, t);
-    let mut unknown = BTreeSet::new();
+    dirs_with(items, t, None)
+}
+
+/// The same, as if an item were also filed in folder `extra`.
+fn dirs_with(
+    items: &[Item],
+    t: Millis,
+    extra: Option<i64>,
+) -> (Dirs, Vec<(i64, &Item, &ItemState)>) {
+    let mut folders = folders_at(items, t);
+    // A folder valid at the instant is a directory, empty or not: the one
+    // a cycle is broken at too.
+    let mut unknown = cycle_breaks(&folders);
+    for broken in &unknown {
+        folders.remove(broken);
+    }
     let mut hidden = BTreeSet::new();
     let mut parent = BTreeMap::new();
-    let cut = cycle_cuts(&folders);
     for &id in folders.keys() {
-        match place(&folders, &cut, id, &mut unknown) {
+        match place(&folders, id, &mut unknown) {
             Place::Under(p) => {
                 parent.insert(id, p);
             }
-            Place::Cut => {}
             Place::Hidden => {
                 hidden.insert(id);
             }
         }
+    }
+    if let Some(f) = extra {
+        dir_of(&folders, &hidden, f, &mut unknown);
     }
     let mut files = Vec::new();
     for item in items.iter().filter(|i| is_file(kind_of(i))) {
@@ -668,7 +692,8 @@ pub fn deleted_view(backup: &Backup, items: &[Item]) -> EDir {
         }
         let t0 = last.start - 1;
         let f = last.folder_id.or(before.folder_id).unwrap_or(VIEW_ROOT);
-        let (dirs, _) = dirs_at(items, t0);
+        // The view just before the deletion, the item in it.
+        let (dirs, _) = dirs_with(items, t0, Some(f));
         let path = if f == VIEW_ROOT || f == MAILBOX_ROOT {
             Vec::new()
         } else if dirs.parent.contains_key(&f) {

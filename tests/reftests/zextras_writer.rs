@@ -138,7 +138,16 @@ fn type_value(c: &mut Choices, kind: ItemKind) -> Value {
         ItemKind::Document => ("document", 8),
         ItemKind::Appointment => ("appointment", 11),
         ItemKind::Task => ("task", 15),
-        ItemKind::Hidden => ("tag", 3),
+        ItemKind::Hidden => *c.one(&[
+            ("tag", 3),
+            ("conversation", 4),
+            ("searchfolder", 2),
+            ("mountpoint", 13),
+            ("chat", 16),
+            ("wiki", 14),
+            ("note", 9),
+            ("unheard-of", 99),
+        ]),
     };
     match c.below(4) {
         0 => json!(code),
@@ -276,13 +285,36 @@ fn write_item(c: &mut Choices, dir: &Path, item: &Item, blobs: &BTreeMap<String,
         } else {
             Value::Array(arr)
         };
-        if c.chance(50) {
+        let json = if c.chance(50) {
             serde_json::to_vec_pretty(&v).unwrap()
         } else {
             serde_json::to_vec(&v).unwrap()
-        }
+        };
+        damage_text(c, json)
     };
     std::fs::write(nn.join(item.id.to_string()), bytes).unwrap();
+}
+
+/// U+FFFD in a metadata file written as what the doc says becomes U+FFFD:
+/// an invalid UTF-8 byte, or an unpaired surrogate escape.
+fn damage_text(c: &mut Choices, json: Vec<u8>) -> Vec<u8> {
+    const FFFD: &[u8] = "\u{FFFD}".as_bytes();
+    let mut out = Vec::with_capacity(json.len());
+    let mut i = 0;
+    while i < json.len() {
+        if json[i..].starts_with(FFFD) {
+            out.extend_from_slice(match c.below(3) {
+                0 => b"\xff".as_slice(),
+                1 => br"\ud800".as_slice(),
+                _ => FFFD,
+            });
+            i += FFFD.len();
+        } else {
+            out.push(json[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn write_account_info(c: &mut Choices, dir: &Path, a: &Account) {
@@ -314,7 +346,11 @@ fn stored_blob(c: &mut Choices, b: &Blob) -> Vec<u8> {
         Damage::Corrupt => {
             let mut g = gzip(&b.bytes);
             let n = g.len();
-            g[n - 8] ^= 0x55; // the CRC32 of the trailer
+            match c.below(3) {
+                0 => g[n - 8] ^= 0x55, // the CRC32 of the trailer
+                1 => g[n - 1] ^= 0x10, // the length of the trailer
+                _ => g.extend(b"trailing garbage after the last member"),
+            }
             g
         }
         Damage::Truncated => {
@@ -339,17 +375,38 @@ fn stored_blob(c: &mut Choices, b: &Blob) -> Vec<u8> {
 /// Write `backup` as a backup path under `root`.
 pub fn write(backup: &Backup, root: &Path, seed: u64) {
     let mut c = Choices::new(seed);
+    // What a backup path holds besides: ignored for browsing.
+    std::fs::create_dir_all(root.join("servers")).unwrap();
+    std::fs::write(
+        root.join("servers/customizations_12_07_13#10_00_00.tar.gz"),
+        b"x",
+    )
+    .unwrap();
+    std::fs::write(root.join("map_server1"), b"{}").unwrap();
+    std::fs::create_dir_all(root.join("accounts")).unwrap();
+    std::fs::write(root.join("accounts/README"), b"not an account").unwrap();
     for (account, items) in &backup.accounts {
         let dir = root.join("accounts").join(&account.key);
+        std::fs::create_dir_all(dir.join("items/00")).unwrap();
+        std::fs::write(dir.join("items/00/notes.txt"), b"not an item").unwrap();
+        std::fs::write(dir.join("id_mapper.log"), b"").unwrap();
         std::fs::create_dir_all(dir.join("items")).unwrap();
-        write_account_info(&mut c, &dir, account);
+        if account.status != super::gen::NO_INFO {
+            write_account_info(&mut c, &dir, account);
+        }
         std::fs::write(dir.join("account_stat"), b"{}").unwrap();
         for item in items {
             write_item(&mut c, &dir.join("items"), item, &backup.blobs);
         }
     }
+    let used: std::collections::BTreeSet<&str> = backup
+        .accounts
+        .iter()
+        .flat_map(|(_, items)| items.iter().flat_map(|i| &i.states))
+        .filter_map(|s| s.blob.as_ref().map(|b| b.locator.as_str()))
+        .collect();
     for b in backup.blobs.values() {
-        if b.damage == Damage::Missing {
+        if b.damage == Damage::Missing || !used.contains(b.digest.as_str()) {
             continue;
         }
         let chars: Vec<char> = b.digest.chars().collect();
@@ -359,9 +416,15 @@ pub fn write(backup: &Backup, root: &Path, seed: u64) {
         } else {
             chars[..2].iter().collect()
         };
-        let d = root.join("items").join(xx);
-        std::fs::create_dir_all(&d).unwrap();
+        // Or under the digest with `/` in place of `,` (nested directories).
+        let name = if b.digest.contains(',') && c.chance(20) {
+            b.digest.replace(',', "/")
+        } else {
+            b.digest.clone()
+        };
+        let path = root.join("items").join(xx).join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let bytes = stored_blob(&mut c, b);
-        std::fs::write(d.join(&b.digest), bytes).unwrap();
+        std::fs::write(path, bytes).unwrap();
     }
 }
