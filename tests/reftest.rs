@@ -294,7 +294,6 @@ mod found {
     /// written with and without the deletion's `flags` gave two trees. Only
     /// the `.flags`/`.tags` of history deletion entries; `deleted/` is right.
     #[test]
-    #[ignore = "history/ deletion entries inherit flags and tags the deletion does not record"]
     fn history_deletion_without_flags_has_the_default_flags() {
         let dir = tempfile::tempdir().unwrap();
         let acct = dir

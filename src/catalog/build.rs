@@ -331,7 +331,8 @@ impl AccountBuild {
 
 /// A state as the catalogue keeps it: without a kind it takes the previous
 /// one's, and a deletion keeps what the item was (folder, name, subject,
-/// blob) so that `deleted/` and `history/` can show it.
+/// blob) so that `history/` can name it. Its flags and tags stay its own:
+/// `deleted/` shows the state before the deletion, not the deletion.
 fn completed(s: &ItemState, prev: Option<&ItemState>) -> ItemState {
     let mut s = s.clone();
     let Some(prev) = prev else {
@@ -348,12 +349,6 @@ fn completed(s: &ItemState, prev: Option<&ItemState>) -> ItemState {
         s.size = s.size.or(prev.size);
         s.date = s.date.or(prev.date);
         s.fields = s.fields.or_else(|| prev.fields.clone());
-        if s.flags.is_empty() {
-            s.flags = prev.flags.clone();
-        }
-        if s.tags.is_empty() {
-            s.tags = prev.tags.clone();
-        }
     }
     s
 }

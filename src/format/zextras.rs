@@ -201,8 +201,8 @@ fn parse_state_objects(bytes: &[u8]) -> serde_json::Result<Vec<ParsedState>> {
     })
 }
 
-/// A state, and whether its object had a `folder_id` and a `flags` key.
-type ParsedState = (ItemState, bool, bool);
+/// A state, and whether its object had a `folder_id` key.
+type ParsedState = (ItemState, bool);
 
 struct StatesVisitor;
 
@@ -475,11 +475,11 @@ fn parse_tags(v: &Value) -> Vec<String> {
 }
 
 /// One state object, keys normalised. Returns the state and whether it had a
-/// `folder_id` and a `flags` key.
+/// `folder_id` key.
 ///
 /// Flags map through the doc's table; an absent `flags` key is the default
 /// 0, so it reads `\Seen` like an explicit `0` or `""`.
-fn parse_state(obj: &Map<String, Value>) -> (ItemState, bool, bool) {
+fn parse_state(obj: &Map<String, Value>) -> ParsedState {
     let mut st = ItemState::default();
     let mut bits: Option<u64> = None;
     let mut has_start = false;
@@ -525,7 +525,7 @@ fn parse_state(obj: &Map<String, Value>) -> (ItemState, bool, bool) {
     }
     st.flags = flag_words(bits.unwrap_or(0));
     let has_folder = st.folder_id.is_some();
-    (st, has_folder, bits.is_some())
+    (st, has_folder)
 }
 
 /// Turn the bytes of one metadata file into an item. Never fails: damage is
@@ -550,28 +550,25 @@ fn item_from_bytes(id: ItemId, label: &str, path: &Path, bytes: &[u8]) -> Item {
         return item;
     }
     // Stable: equal starts keep their file order.
-    states.sort_by_key(|(s, _, _)| s.start);
-    // A deleted state needs only start_date and deleted: it takes its kind,
-    // folder and flags from the state before it.
-    let first_kind = states.iter().find_map(|(s, _, _)| s.kind);
-    let mut prev: Option<(Option<ItemKind>, Option<ItemId>, Vec<String>)> = None;
-    for (s, has_folder, has_flags) in &mut states {
+    states.sort_by_key(|(s, _)| s.start);
+    // A deleted state needs only start_date and deleted: it takes its kind
+    // and folder from the state before it; its flags and tags are the
+    // defaults when it does not say (the doc's rule: only the folder
+    // carries over), and `deleted/` shows the state before anyway.
+    let first_kind = states.iter().find_map(|(s, _)| s.kind);
+    let mut prev: Option<(Option<ItemKind>, Option<ItemId>)> = None;
+    for (s, has_folder) in &mut states {
         if s.kind.is_none() {
             s.kind = prev.as_ref().and_then(|p| p.0).or(first_kind);
         }
-        if s.deleted {
+        if s.deleted && !*has_folder {
             if let Some(p) = &prev {
-                if !*has_folder {
-                    s.folder_id = p.1;
-                }
-                if !*has_flags {
-                    s.flags = p.2.clone();
-                }
+                s.folder_id = p.1;
             }
         }
-        prev = Some((s.kind, s.folder_id, s.flags.clone()));
+        prev = Some((s.kind, s.folder_id));
     }
-    item.states = states.into_iter().map(|(s, _, _)| s).collect();
+    item.states = states.into_iter().map(|(s, _)| s).collect();
     item
 }
 
