@@ -4,6 +4,7 @@
 
 pub mod cancel;
 pub mod engine;
+pub mod folder_tree;
 pub mod imap;
 pub mod queue;
 pub mod runner;

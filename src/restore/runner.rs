@@ -12,7 +12,7 @@ use anyhow::Result;
 use sha2::{Digest, Sha256};
 
 use crate::restore::cancel::Cancel;
-use crate::restore::engine::FolderTree;
+use crate::restore::folder_tree::FolderTree;
 use crate::restore::target::{open_target_with, Target, TargetSpec};
 use crate::restore::wire::{is_connection_problem, is_protocol_error, is_stopped};
 
