@@ -19,7 +19,7 @@ use flate2::Compression;
 use mailbackfs::synth::SAMPLE_JOHN;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
-use support::{run_bounded, Mount};
+use support::{copy_cyrus_backup as copy_backup, run_bounded, Mount};
 
 const LIMIT: Duration = Duration::from_secs(300);
 const ZEROS: u64 = 256 << 20;
@@ -203,28 +203,6 @@ fn base64_digest(sha: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD
         .encode(sha)
         .replace('/', ",")
-}
-
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora/cyrus/main")
-}
-
-fn copy_backup() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fn cp(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let t = to.join(e.file_name());
-            if e.path().is_dir() {
-                cp(&e.path(), &t);
-            } else {
-                std::fs::write(&t, std::fs::read(e.path()).unwrap()).unwrap();
-            }
-        }
-    }
-    cp(&corpus().join("backup"), &dir.path().join("backup"));
-    dir
 }
 
 /// Append to dora's data file a chunk holding one 256 MiB message (the

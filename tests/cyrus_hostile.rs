@@ -14,32 +14,9 @@ use std::time::Duration;
 
 use mailbackfs::format::cyrus::CyrusReader;
 use mailbackfs::format::BackupReader;
-use support::cli_bounded;
+use support::{cli_bounded, copy_cyrus_backup as copy_backup, cyrus_corpus as corpus};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora/cyrus/main")
-}
-
-/// The corpus' backup directory copied to a temporary directory.
-fn copy_backup() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fn cp(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let t = to.join(e.file_name());
-            if e.path().is_dir() {
-                cp(&e.path(), &t);
-            } else {
-                std::fs::write(&t, std::fs::read(e.path()).unwrap()).unwrap();
-            }
-        }
-    }
-    cp(&corpus().join("backup"), &dir.path().join("backup"));
-    dir
-}
 
 /// The data file of `user` (`<h>/<user>_XXXXXX`) in the copy.
 fn data_file(root: &Path, user: &str) -> PathBuf {

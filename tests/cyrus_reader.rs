@@ -1,5 +1,7 @@
 //! The Cyrus reader against the real corpus in `shared/corpora/cyrus/main`.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -9,12 +11,9 @@ use mailbackfs::format::BackupReader;
 use mailbackfs::model::{Item, ItemKind, ItemState, VIEW_ROOT};
 use serde_json::Value;
 use sha1::{Digest, Sha1};
+use support::{copy_cyrus_backup as copy_backup, cyrus_corpus as corpus};
 
 const USERS: [&str; 4] = ["alice", "bob", "carol", "dora"];
-
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora/cyrus/main")
-}
 
 fn json(p: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
@@ -276,25 +275,6 @@ fn expunged_and_deleted_get_deleted_states() {
         }
     }
     assert!(seen > 10, "only {seen} gone records");
-}
-
-/// Copy the corpus' backup directory to a temporary directory.
-fn copy_backup() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fn cp(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let t = to.join(e.file_name());
-            if e.path().is_dir() {
-                cp(&e.path(), &t);
-            } else {
-                std::fs::write(&t, std::fs::read(e.path()).unwrap()).unwrap();
-            }
-        }
-    }
-    cp(&corpus().join("backup"), &dir.path().join("backup"));
-    dir
 }
 
 fn alice_file(root: &Path) -> PathBuf {

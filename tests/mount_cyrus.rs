@@ -12,13 +12,9 @@ use std::time::UNIX_EPOCH;
 
 use serde_json::Value;
 use sha1::{Digest, Sha1};
-use support::{fingerprint, Mount};
+use support::{copy_cyrus_backup as copy_backup, cyrus_corpus as corpus, fingerprint, Mount};
 
 const USERS: [&str; 4] = ["alice", "bob", "carol", "dora"];
-
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora/cyrus/main")
-}
 
 fn json(p: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
@@ -379,26 +375,6 @@ fn expunged_messages_are_in_deleted() {
         }
     }
     assert!(found >= 5, "{found}");
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
-
-/// A copy of the corpus' backup/ in a tempdir (a root the reader accepts).
-fn copy_backup() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_tree(&corpus().join("backup"), &dir.path().join("backup"));
-    dir
 }
 
 fn data_file(root: &Path, user: &str) -> PathBuf {

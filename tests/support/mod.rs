@@ -299,3 +299,30 @@ pub fn cli_bounded(args: &[&str], limit: Duration) -> (i32, Vec<u8>, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The shared Cyrus corpus (`../shared/corpora/cyrus/main`).
+pub fn cyrus_corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora/cyrus/main")
+}
+
+/// Copy the directory tree `from` to `to` (regular files and directories).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
+/// The shared Cyrus corpus' `backup/` copied into a temporary directory
+/// (as `DIR/backup`), for tests that damage it.
+pub fn copy_cyrus_backup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&cyrus_corpus().join("backup"), &dir.path().join("backup"));
+    dir
+}
