@@ -38,8 +38,8 @@ pub fn kind_of(e: &io::Error) -> &'static str {
         io::ErrorKind::NotFound => "missing blob",
         io::ErrorKind::InvalidData => {
             let msg = e.to_string();
-            if msg.contains("digest mismatch") {
-                "digest mismatch"
+            if msg.contains(DIGEST_MISMATCH) {
+                DIGEST_MISMATCH
             } else if msg.contains("truncated") || msg.contains("ended at") {
                 "truncated gzip"
             } else {
@@ -66,9 +66,9 @@ pub fn describe(e: &io::Error) -> String {
 /// Whether an error value (from [`describe`]) is one a `.salvaged` file is
 /// offered for: the blob's bytes could be read, at least in part.
 pub fn is_salvageable(why: &str) -> bool {
-    ["corrupt gzip", "truncated gzip", "digest mismatch"]
+    ["corrupt gzip", "truncated gzip", DIGEST_MISMATCH]
         .iter()
-        .any(|k| why.starts_with(k))
+        .any(|k| kind_is(why, k))
 }
 
 /// The bytes of a blob stream up to its first error, pulled in fixed chunks.
