@@ -24,18 +24,6 @@ use proptest::sample::Index;
 
 use harness::{check_backup, mailfs, MemReader};
 
-/// The seed cases are drawn from: `PROPTEST_RNG_SEED` when set, else a
-/// fixed one.
-pub fn rng_seed() -> proptest::test_runner::RngSeed {
-    match std::env::var("PROPTEST_RNG_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(n) => proptest::test_runner::RngSeed::Fixed(n),
-        None => proptest::test_runner::RngSeed::Fixed(0x6d61_696c_6261_636b),
-    }
-}
-
 /// Cases per property: bounded in CI, more with `PROPTEST_CASES`.
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
@@ -48,7 +36,7 @@ fn config() -> ProptestConfig {
         max_shrink_iters: 2048,
         // A failure is reported after at most a minute of shrinking.
         max_shrink_time: 60_000,
-        rng_seed: rng_seed(),
+        rng_seed: gen::rng_seed(),
         ..ProptestConfig::default()
     }
 }

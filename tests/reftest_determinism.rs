@@ -73,11 +73,7 @@ proptest! {
     #![proptest_config(ProptestConfig {
         cases: cases(),
         failure_persistence: None,
-        // Repeatable, as in reftest.rs; PROPTEST_RNG_SEED=N explores.
-        rng_seed: match std::env::var("PROPTEST_RNG_SEED").ok().and_then(|v| v.parse().ok()) {
-            Some(n) => proptest::test_runner::RngSeed::Fixed(n),
-            None => proptest::test_runner::RngSeed::Fixed(0x6d61_696c_6261_636b),
-        },
+        rng_seed: gen::rng_seed(),
         ..ProptestConfig::default()
     })]
 

@@ -670,3 +670,15 @@ pub fn build(spec: &Spec) -> Backup {
     let blobs = pool.into_iter().map(|b| (b.digest.clone(), b)).collect();
     Backup { accounts, blobs }
 }
+
+/// The seed property cases are drawn from: `PROPTEST_RNG_SEED` when set,
+/// else a fixed one, so that a run (CI's too) is repeatable.
+pub fn rng_seed() -> proptest::test_runner::RngSeed {
+    match std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) => proptest::test_runner::RngSeed::Fixed(n),
+        None => proptest::test_runner::RngSeed::Fixed(0x6d61_696c_6261_636b),
+    }
+}
